@@ -1,0 +1,56 @@
+"""Settings, read from the environment with the ``RELOAD_`` prefix."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./.reload/reload.db"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. See README, "Configuration"."""
+
+    model_config = SettingsConfigDict(env_prefix="RELOAD_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    environment: Literal["sandbox", "production"] = "sandbox"
+    platform_fee_percent: Decimal = Field(default=Decimal(5), ge=0, le=100)
+    secret_key: str = ""
+    token_ttl_days: int = Field(default=90, ge=1)
+    auth_code_ttl_seconds: int = Field(default=600, ge=10)
+    base_url: str = "http://127.0.0.1:8000"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Group commit: how many write requests may share one database transaction.
+    write_batch_size: int = Field(default=256, ge=1)
+    write_workers: int = Field(default=0, ge=0)
+    log_level: str = "info"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def resolved_secret_key(self) -> str:
+        """The key that signs cookies; made and kept beside an embedded database."""
+        if self.secret_key:
+            return self.secret_key
+        key_file = Path(".reload") / "secret_key"
+        if key_file.exists():
+            return key_file.read_text().strip()
+        import secrets
+
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        key_file.write_text(key)
+        key_file.chmod(0o600)
+        return key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,89 @@
+"""Server-rendered pages: templates, the signed session, CSRF tokens."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from ..db import from_us
+from ..errors import Forbidden
+from ..money import CREDITS_PER_USD, format_usd, from_nanos
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def _usd(nanos: int | None, places: int = 2) -> str:
+    if nanos is None:
+        return "—"
+    amount = from_nanos(nanos)
+    text = format_usd(amount)
+    whole, _, fraction = text.partition(".")
+    fraction = (fraction + "0" * places)[: max(places, len(fraction.rstrip("0")))]
+    return f"${whole}.{fraction}" if fraction else f"${whole}"
+
+
+def _credits(nanos: int) -> str:
+    return format_usd(from_nanos(nanos * CREDITS_PER_USD).quantize(from_nanos(10_000_000)))
+
+
+def _datetime(micros: int | None) -> str:
+    if micros is None:
+        return "—"
+    return from_us(micros).strftime("%Y-%m-%d %H:%M UTC")
+
+
+templates.env.filters["usd"] = _usd
+templates.env.filters["datetime"] = _datetime
+templates.env.filters["credits"] = _credits
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return str(token)
+
+
+def check_csrf(request: Request, form: Any) -> None:
+    expected = request.session.get("csrf")
+    given = form.get("csrf_token")
+    if not expected or not isinstance(given, str) or not hmac.compare_digest(expected, given):
+        raise Forbidden("the form expired; reload the page and try again", code="csrf_failed")
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("csrf_token", csrf_token(request))
+    context.setdefault("environment", request.app.state.settings.environment)
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """Only same-site paths: never an open redirect."""
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return default
+    if "\\" in target:
+        return default
+    return target
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def start_session(request: Request, **values: str) -> None:
+    """A fresh session on sign-in (no fixation): keep nothing from before."""
+    request.session.clear()
+    request.session.update(values)
+    request.session["csrf"] = secrets.token_urlsafe(32)
