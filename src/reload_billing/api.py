@@ -8,18 +8,20 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 from sqlalchemy import Connection, exc
 
-from . import jsonbody
+from . import jsonbody, validation
 from .config import Settings
 from .db import Database
-from .errors import Conflict, PayloadTooLarge
+from .errors import Conflict, InvalidRequest, PayloadTooLarge
 from .oauth import service as oauth
 from .oauth.service import TokenContext
 from .organizations import service as organizations
 from .usage.service import Organization
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 class JSONResponse(Response):
@@ -82,6 +84,38 @@ class Caller:
         if self.access_token is None:
             return None
         return self.user(conn, organization_id)
+
+    def check(self, request: Request, *, with_token: bool) -> None:
+        """Authenticate now (raises 401), for answers that come before the unit of work."""
+
+        def work(conn: Connection) -> None:
+            organization = self.organization(conn)
+            if with_token or self.access_token is not None:
+                self.user(conn, organization.id)
+
+        read(request, work)
+
+
+async def body(
+    request: Request,
+    caller: Caller,
+    model: type[M],
+    *,
+    optional: bool = False,
+    with_token: bool = True,
+    prepare: Callable[[dict[str, Any]], None] | None = None,
+) -> M:
+    """The request's body validated as ``model``. A caller whose credentials are
+    wrong hears 401 before any word about the body; the credentials are otherwise
+    checked inside the unit of work, so that the hot path reads them only once."""
+    try:
+        raw = await read_json(request, optional=optional)
+        if prepare is not None:
+            prepare(raw)
+        return validation.parse(model, raw)
+    except (InvalidRequest, PayloadTooLarge):
+        caller.check(request, with_token=with_token)
+        raise
 
 
 async def write(request: Request, work: Callable[[Connection], T]) -> T:

@@ -149,7 +149,11 @@ async def token(request: Request) -> api.JSONResponse:
             token_ttl_days=ttl_days,
         )
 
-    return api.success(await api.write(request, work))
+    try:
+        return api.success(await api.write(request, work))
+    except service.CodeReplayed as replayed:
+        await api.write(request, lambda conn: service.revoke_code_tokens(conn, replayed.code_hash))
+        raise
 
 
 @router.get("/v1/tp/user")
@@ -175,7 +179,7 @@ def user(request: Request) -> api.JSONResponse:
 @router.post("/v1/tp/revoke-token", openapi_extra=validation.body_schema(TokenBody))
 async def revoke_token(request: Request) -> api.JSONResponse:
     caller = api.Caller(request)
-    body = validation.parse(TokenBody, await api.read_json(request))
+    body = await api.body(request, caller, TokenBody, with_token=False)
 
     def work(conn: Connection) -> dict[str, Any]:
         organization = caller.organization(conn)
@@ -187,7 +191,7 @@ async def revoke_token(request: Request) -> api.JSONResponse:
 @router.post("/v1/tp/introspect-token", openapi_extra=validation.body_schema(IntrospectBody))
 async def introspect_token(request: Request) -> api.JSONResponse:
     caller = api.Caller(request)
-    body = validation.parse(IntrospectBody, await api.read_json(request))
+    body = await api.body(request, caller, IntrospectBody, with_token=False)
 
     def work(conn: Connection) -> dict[str, Any]:
         return service.introspect(conn, caller.organization(conn).id, body.token)

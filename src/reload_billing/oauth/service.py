@@ -74,6 +74,19 @@ class AuthorizeRequest:
     agents: tuple[Any, ...]
 
 
+class CodeReplayed(InvalidGrant):
+    """A used code presented again: it may be stolen, so the tokens it gave are
+    revoked (RFC 6749, 4.1.2) in a transaction of their own, as the answer is 400."""
+
+    def __init__(self, code_hash: str) -> None:
+        super().__init__("the authorization code was already used", param="code")
+        self.code_hash = code_hash
+
+
+def revoke_code_tokens(conn: Connection, code_hash: str) -> int:
+    return revoke_where(conn, access_tokens.c.code_hash == code_hash, "authorization code replayed")
+
+
 class RedirectableError(InvalidRequest):
     """An authorize error after the redirect URI is known: sent back to the app."""
 
@@ -276,9 +289,7 @@ def exchange_code(
         raise InvalidGrant("the authorization code is invalid", param="code")
     now = db.now_us()
     if row.used_at is not None:
-        # A replayed code may be stolen: revoke what it gave (RFC 6749, 4.1.2).
-        revoke_where(conn, access_tokens.c.code_hash == code_hash, "authorization code replayed")
-        raise InvalidGrant("the authorization code was already used", param="code")
+        raise CodeReplayed(code_hash)
     if row.expires_at < now:
         raise InvalidGrant("the authorization code has expired", param="code")
     if row.redirect_uri != redirect_uri:

@@ -25,17 +25,19 @@ router = APIRouter(prefix="/v1/tp", tags=["usage"])
 )
 async def report_usage(request: Request) -> api.JSONResponse:
     caller = api.Caller(request)
-    body = await api.read_json(request)
     header_key = request.headers.get("idempotency-key")
-    if header_key is not None:
-        if "idempotencyKey" in body and body["idempotencyKey"] != header_key:
-            raise InvalidRequest(
-                "the Idempotency-Key header and idempotencyKey differ",
-                param="idempotencyKey",
-                code="idempotency_key_mismatch",
-            )
-        body["idempotencyKey"] = header_key
-    report = validation.parse(UsageReport, body)
+
+    def merge_key(body: dict[str, Any]) -> None:
+        if header_key is not None:
+            if "idempotencyKey" in body and body["idempotencyKey"] != header_key:
+                raise InvalidRequest(
+                    "the Idempotency-Key header and idempotencyKey differ",
+                    param="idempotencyKey",
+                    code="idempotency_key_mismatch",
+                )
+            body["idempotencyKey"] = header_key
+
+    report = await api.body(request, caller, UsageReport, prepare=merge_key)
     fee_percent = api.settings(request).platform_fee_percent
 
     def work(conn: Connection) -> service.Outcome:
@@ -68,7 +70,7 @@ async def report_usage(request: Request) -> api.JSONResponse:
 @router.post("/preview-charge", openapi_extra=validation.body_schema(PreviewCharge))
 async def preview_charge(request: Request) -> api.JSONResponse:
     caller = api.Caller(request)
-    preview = validation.parse(PreviewCharge, await api.read_json(request))
+    preview = await api.body(request, caller, PreviewCharge)
 
     def work(conn: Connection) -> dict[str, Any]:
         organization = caller.organization(conn)
@@ -164,7 +166,11 @@ def parse_filters(request: Request) -> service.UsageFilters:
 @router.get("/usage-reports")
 def usage_reports(request: Request) -> api.JSONResponse:
     caller = api.Caller(request)
-    filters = parse_filters(request)
+    try:
+        filters = parse_filters(request)
+    except InvalidRequest:
+        caller.check(request, with_token=False)
+        raise
 
     def work(conn: Connection) -> tuple[list[dict[str, Any]], int]:
         organization = caller.organization(conn)
@@ -198,7 +204,7 @@ def usage_report(record_id: str, request: Request) -> api.JSONResponse:
 @router.post("/usage-reports/{record_id}/refund", openapi_extra=validation.body_schema(RefundRequest))
 async def refund(record_id: str, request: Request) -> api.JSONResponse:
     caller = api.Caller(request)
-    refund_request = validation.parse(RefundRequest, await api.read_json(request, optional=True))
+    refund_request = await api.body(request, caller, RefundRequest, optional=True, with_token=False)
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 255:
         raise InvalidRequest("Idempotency-Key has 1-255 characters", param="Idempotency-Key")
