@@ -156,14 +156,24 @@ def seed_tenant(
 
     def work(conn: Any) -> Tenant:
         org, secret = organizations.create_organization(
-            conn, name=f"Org {n}", email=f"dev{n}@example.com", password=password, environment="sandbox"
+            conn,
+            name=f"Org {n}",
+            email=f"dev{n}@example.com",
+            password=password,
+            environment="sandbox",
         )
         agent = agents.create_agent(conn, org.id, f"Agent {n}")
         user = users.create_user(
-            conn, email=f"user{n}@example.com", password=password, first_name="Grace", last_name="Hopper"
+            conn,
+            email=f"user{n}@example.com",
+            password=password,
+            first_name="Grace",
+            last_name="Hopper",
         )
         if Decimal(balance) > 0:
-            users.credit(conn, user_id=user.id, amount=to_nanos(Decimal(balance)), description="test funds")
+            users.credit(
+                conn, user_id=user.id, amount=to_nanos(Decimal(balance)), description="test funds"
+            )
         token = oauth.issue_direct(
             conn,
             organization_id=org.id,

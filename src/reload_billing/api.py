@@ -31,7 +31,9 @@ class JSONResponse(Response):
         return jsonbody.dumps(content)
 
 
-def success(data: Any, status_code: int = 200, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+def success(
+    data: Any, status_code: int = 200, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     return JSONResponse({"status": "success", "data": data, **extra}, status_code, headers)
 
 

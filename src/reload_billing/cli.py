@@ -55,7 +55,9 @@ def emit(payload: dict[str, Any], as_json: bool, text: str | None = None) -> Non
 def fail(message: str, as_json: bool = False, code: str = "error") -> None:
     if as_json:
         sys.stdout.write(
-            jsonbody.dumps({"status": "error", "error": {"code": code, "message": message}}).decode()
+            jsonbody.dumps(
+                {"status": "error", "error": {"code": code, "message": message}}
+            ).decode()
             + "\n"
         )
     else:

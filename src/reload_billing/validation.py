@@ -50,5 +50,3 @@ def parse(model: type[M], body: dict[str, Any]) -> M:
         return model.model_validate(body)
     except ValidationError as error:
         raise validation_error(error) from None
-
-

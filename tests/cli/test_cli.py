@@ -31,17 +31,84 @@ def one_json(result):
 def test_operator_can_set_up_a_billable_connection(database_url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert one_json(cli(database_url, "db", "upgrade", "--json"))["revision"] == "0001"
-    org = one_json(cli(database_url, "orgs", "create", "--name", "Acme", "--email", "dev@acme.test", "--password", "password123", "--json"))
+    org = one_json(
+        cli(
+            database_url,
+            "orgs",
+            "create",
+            "--name",
+            "Acme",
+            "--email",
+            "dev@acme.test",
+            "--password",
+            "password123",
+            "--json",
+        )
+    )
     assert set(org) == {"organizationId", "clientId", "clientSecret"}
-    uri = one_json(cli(database_url, "orgs", "add-redirect-uri", "--org", org["organizationId"], "--uri", "https://acme.test/cb", "--json"))
+    uri = one_json(
+        cli(
+            database_url,
+            "orgs",
+            "add-redirect-uri",
+            "--org",
+            org["organizationId"],
+            "--uri",
+            "https://acme.test/cb",
+            "--json",
+        )
+    )
     assert uri["redirectUri"] == "https://acme.test/cb"
-    agent = one_json(cli(database_url, "agents", "create", "--org", org["organizationId"], "--name", "Helper", "--json"))
+    agent = one_json(
+        cli(
+            database_url,
+            "agents",
+            "create",
+            "--org",
+            org["organizationId"],
+            "--name",
+            "Helper",
+            "--json",
+        )
+    )
     assert agent["name"] == "Helper" and agent["id"].startswith("agt_")
-    user = one_json(cli(database_url, "users", "create", "--email", "u@acme.test", "--password", "password123", "--first-name", "U", "--last-name", "Ser", "--json"))
+    user = one_json(
+        cli(
+            database_url,
+            "users",
+            "create",
+            "--email",
+            "u@acme.test",
+            "--password",
+            "password123",
+            "--first-name",
+            "U",
+            "--last-name",
+            "Ser",
+            "--json",
+        )
+    )
     assert set(user) == {"id", "email", "billingAccountId"}
-    topup = one_json(cli(database_url, "users", "credit", "--email", "u@acme.test", "--amount", "12.5", "--json"))
+    topup = one_json(
+        cli(database_url, "users", "credit", "--email", "u@acme.test", "--amount", "12.5", "--json")
+    )
     assert topup["amount"] == Decimal("12.5") and topup["balanceAfter"] == Decimal("12.5")
-    token = one_json(cli(database_url, "tokens", "issue", "--org", org["organizationId"], "--user", "u@acme.test", "--scopes", "identity usage_reporting payment", "--agents", agent["id"], "--json"))
+    token = one_json(
+        cli(
+            database_url,
+            "tokens",
+            "issue",
+            "--org",
+            org["organizationId"],
+            "--user",
+            "u@acme.test",
+            "--scopes",
+            "identity usage_reporting payment",
+            "--agents",
+            agent["id"],
+            "--json",
+        )
+    )
     assert token["access_token"].startswith("rat_") and token["aiAgentIds"] == [agent["id"]]
     verified = one_json(cli(database_url, "ledger", "verify", "--json"))
     assert verified["ok"] is True and verified["entriesSum"] == 0
@@ -65,7 +132,17 @@ def test_demo_is_created_once_and_printed(database_url, tmp_path, monkeypatch):
     [
         ("users", "credit", "--email", "nobody@x.test", "--amount", "1", "--json"),
         ("users", "credit", "--email", "nobody@x.test", "--amount", "-1", "--json"),
-        ("orgs", "create", "--name", "A", "--email", "not-an-email", "--password", "password123", "--json"),
+        (
+            "orgs",
+            "create",
+            "--name",
+            "A",
+            "--email",
+            "not-an-email",
+            "--password",
+            "password123",
+            "--json",
+        ),
     ],
 )
 def test_cli_errors_are_one_json_object_and_exit_1(database_url, tmp_path, monkeypatch, args):

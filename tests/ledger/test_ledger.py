@@ -17,7 +17,9 @@ USD = 1_000_000_000
 
 
 def test_top_up_moves_money_from_external_funding(db, tenant):
-    db.write(lambda conn: users.credit(conn, user_id=tenant.user_id, amount=5 * USD, description="t"))
+    db.write(
+        lambda conn: users.credit(conn, user_id=tenant.user_id, amount=5 * USD, description="t")
+    )
     assert balance(db, tenant.billing_account_id) == Decimal("15")
     assert entries_balance(db, tenant.billing_account_id) == Decimal("15")
     assert balance(db, ledger.EXTERNAL_FUNDING_ACCOUNT) == Decimal("-15")

@@ -19,7 +19,9 @@ REDIRECT_URI = "https://agent.example.com/oauth/callback"
 
 def pkce_pair():
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
     return verifier, challenge
 
 
@@ -31,7 +33,9 @@ def csrf(html: str) -> str:
 
 @pytest.fixture
 def app_tenant(db, tenant):
-    db.write(lambda conn: organizations.add_redirect_uri(conn, tenant.organization_id, REDIRECT_URI))
+    db.write(
+        lambda conn: organizations.add_redirect_uri(conn, tenant.organization_id, REDIRECT_URI)
+    )
     return tenant
 
 
@@ -108,7 +112,9 @@ def test_full_flow_gives_a_working_token(live_server, app_tenant):
     assert token["user"]["email"] == app_tenant.user_email
     assert token["organization"]["id"] == app_tenant.organization_id
     assert token["billingAccountId"] == app_tenant.billing_account_id
-    with httpx.Client(base_url=live_server.url, auth=(app_tenant.client_id, app_tenant.client_secret)) as client:
+    with httpx.Client(
+        base_url=live_server.url, auth=(app_tenant.client_id, app_tenant.client_secret)
+    ) as client:
         me = client.get("/v1/tp/user", headers={"X-Access-Token": token["access_token"]})
     assert me.status_code == 200 and me.json()["data"]["user"]["id"] == app_tenant.user_id
 
@@ -119,8 +125,12 @@ def test_a_replayed_code_is_refused_and_revokes_its_token(live_server, app_tenan
     first = exchange(live_server, app_tenant, query["code"][0], verifier)
     replay = exchange(live_server, app_tenant, query["code"][0], verifier)
     assert replay.status_code == 400 and replay.json()["error"]["code"] == "invalid_grant"
-    with httpx.Client(base_url=live_server.url, auth=(app_tenant.client_id, app_tenant.client_secret)) as client:
-        me = client.get("/v1/tp/user", headers={"X-Access-Token": first.json()["data"]["access_token"]})
+    with httpx.Client(
+        base_url=live_server.url, auth=(app_tenant.client_id, app_tenant.client_secret)
+    ) as client:
+        me = client.get(
+            "/v1/tp/user", headers={"X-Access-Token": first.json()["data"]["access_token"]}
+        )
     assert me.status_code == 401
 
 
@@ -128,25 +138,41 @@ def test_wrong_verifier_and_other_redirect_uri_are_invalid_grant(live_server, ap
     verifier, challenge = pkce_pair()
     query = sign_in_and_consent(live_server, app_tenant, authorize_params(app_tenant, challenge))
     wrong = exchange(live_server, app_tenant, query["code"][0], pkce_pair()[0])
-    other = exchange(live_server, app_tenant, query["code"][0], verifier, "https://agent.example.com/other")
+    other = exchange(
+        live_server, app_tenant, query["code"][0], verifier, "https://agent.example.com/other"
+    )
     assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "invalid_grant"
     assert other.status_code == 400 and other.json()["error"]["code"] == "invalid_grant"
 
 
 def test_deny_sends_access_denied_with_state(live_server, app_tenant):
     _, challenge = pkce_pair()
-    query = sign_in_and_consent(live_server, app_tenant, authorize_params(app_tenant, challenge), decision="deny")
+    query = sign_in_and_consent(
+        live_server, app_tenant, authorize_params(app_tenant, challenge), decision="deny"
+    )
     assert query == {"error": ["access_denied"], "state": ["xyz-state"]}
 
 
 def test_limits_chosen_at_consent_are_enforced(live_server, app_tenant):
     verifier, challenge = pkce_pair()
     query = sign_in_and_consent(
-        live_server, app_tenant, authorize_params(app_tenant, challenge), limits={"limit_per_charge": "0.5"}
+        live_server,
+        app_tenant,
+        authorize_params(app_tenant, challenge),
+        limits={"limit_per_charge": "0.5"},
     )
-    token = exchange(live_server, app_tenant, query["code"][0], verifier).json()["data"]["access_token"]
-    body = {"aiAgentId": app_tenant.agent_id, "description": "x", "totalCost": 1, "chargeUser": True}
-    with httpx.Client(base_url=live_server.url, auth=(app_tenant.client_id, app_tenant.client_secret)) as client:
+    token = exchange(live_server, app_tenant, query["code"][0], verifier).json()["data"][
+        "access_token"
+    ]
+    body = {
+        "aiAgentId": app_tenant.agent_id,
+        "description": "x",
+        "totalCost": 1,
+        "chargeUser": True,
+    }
+    with httpx.Client(
+        base_url=live_server.url, auth=(app_tenant.client_id, app_tenant.client_secret)
+    ) as client:
         response = post(client, "/v1/tp/usage", body, headers={"X-Access-Token": token})
     assert response.status_code == 402
     assert response.json()["data"]["failureReason"] == "spending_limit_exceeded"
@@ -163,7 +189,9 @@ def test_limits_chosen_at_consent_are_enforced(live_server, app_tenant):
 def test_unregistered_redirect_or_client_is_never_redirected_to(live_server, app_tenant, change):
     _, challenge = pkce_pair()
     response = httpx.get(
-        live_server.url + "/oauth/authorize?" + urlencode(authorize_params(app_tenant, challenge, **change)),
+        live_server.url
+        + "/oauth/authorize?"
+        + urlencode(authorize_params(app_tenant, challenge, **change)),
         follow_redirects=False,
     )
     assert response.status_code == 400
@@ -180,10 +208,14 @@ def test_unregistered_redirect_or_client_is_never_redirected_to(live_server, app
         ({"ai_agent_ids": "agt_not_mine"}, "invalid_request"),
     ],
 )
-def test_bad_authorize_requests_go_back_to_the_app_with_an_error(live_server, app_tenant, change, error):
+def test_bad_authorize_requests_go_back_to_the_app_with_an_error(
+    live_server, app_tenant, change, error
+):
     _, challenge = pkce_pair()
     response = httpx.get(
-        live_server.url + "/oauth/authorize?" + urlencode(authorize_params(app_tenant, challenge, **change)),
+        live_server.url
+        + "/oauth/authorize?"
+        + urlencode(authorize_params(app_tenant, challenge, **change)),
         follow_redirects=False,
     )
     assert response.status_code == 303
@@ -198,11 +230,25 @@ def test_agent_restricted_consent_gives_an_agent_restricted_token(live_server, d
     verifier, challenge = pkce_pair()
     params = authorize_params(app_tenant, challenge, ai_agent_ids=app_tenant.agent_id)
     query = sign_in_and_consent(live_server, app_tenant, params)
-    token = exchange(live_server, app_tenant, query["code"][0], verifier).json()["data"]["access_token"]
-    with httpx.Client(base_url=live_server.url, auth=(app_tenant.client_id, app_tenant.client_secret)) as client:
+    token = exchange(live_server, app_tenant, query["code"][0], verifier).json()["data"][
+        "access_token"
+    ]
+    with httpx.Client(
+        base_url=live_server.url, auth=(app_tenant.client_id, app_tenant.client_secret)
+    ) as client:
         body = {"description": "x", "totalCost": 0, "chargeUser": False}
-        ok = post(client, "/v1/tp/usage", {**body, "aiAgentId": app_tenant.agent_id}, headers={"X-Access-Token": token})
-        refused = post(client, "/v1/tp/usage", {**body, "aiAgentId": other.id}, headers={"X-Access-Token": token})
+        ok = post(
+            client,
+            "/v1/tp/usage",
+            {**body, "aiAgentId": app_tenant.agent_id},
+            headers={"X-Access-Token": token},
+        )
+        refused = post(
+            client,
+            "/v1/tp/usage",
+            {**body, "aiAgentId": other.id},
+            headers={"X-Access-Token": token},
+        )
     assert ok.status_code == 201 and refused.status_code == 403
 
 

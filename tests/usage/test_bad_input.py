@@ -77,7 +77,9 @@ def test_bad_fields_are_400_naming_the_field(live_server, db, tenant, change, pa
 )
 def test_malformed_json_is_400(live_server, tenant, raw):
     with tenant.client(live_server.url) as client:
-        response = client.post("/v1/tp/usage", content=raw, headers={"Content-Type": "application/json"})
+        response = client.post(
+            "/v1/tp/usage", content=raw, headers={"Content-Type": "application/json"}
+        )
     _assert_clean_error(response, 400)
 
 
@@ -90,7 +92,13 @@ def test_a_10_mb_body_is_413(live_server, tenant):
 
 @pytest.mark.parametrize(
     "header",
-    ["Basic", "Basic !!!", "Bearer abc", "Basic " + base64.b64encode(b"no-colon").decode(), "Basic " + base64.b64encode(b"cli_x:wrong").decode()],
+    [
+        "Basic",
+        "Basic !!!",
+        "Bearer abc",
+        "Basic " + base64.b64encode(b"no-colon").decode(),
+        "Basic " + base64.b64encode(b"cli_x:wrong").decode(),
+    ],
 )
 def test_malformed_or_wrong_credentials_are_401(live_server, tenant, header):
     import httpx
@@ -114,7 +122,10 @@ def test_a_token_of_another_organization_is_401(live_server, db, make_tenant):
     mine, theirs = make_tenant(), make_tenant()
     with mine.client(live_server.url, token=False) as client:
         response = post(
-            client, "/v1/tp/usage", usage_body(mine.agent_id, "1"), headers={"X-Access-Token": theirs.access_token}
+            client,
+            "/v1/tp/usage",
+            usage_body(mine.agent_id, "1"),
+            headers={"X-Access-Token": theirs.access_token},
         )
     _assert_clean_error(response, 401)
     assert balance(db, theirs.billing_account_id) == Decimal("10")

@@ -17,12 +17,16 @@ def _parallel(count, send):
         return list(pool.map(send, range(count)))
 
 
-def test_50_concurrent_charges_on_30_usd_give_30_completed_and_20_failed(live_server, db, make_tenant):
+def test_50_concurrent_charges_on_30_usd_give_30_completed_and_20_failed(
+    live_server, db, make_tenant
+):
     tenant = make_tenant(balance="30")
 
     def send(i):
         with tenant.client(live_server.url) as client:
-            return post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "1", idempotencyKey=f"c-{i}"))
+            return post(
+                client, "/v1/tp/usage", usage_body(tenant.agent_id, "1", idempotencyKey=f"c-{i}")
+            )
 
     statuses = [response.status_code for response in _parallel(50, send)]
     assert statuses.count(201) == 30
@@ -30,13 +34,17 @@ def test_50_concurrent_charges_on_30_usd_give_30_completed_and_20_failed(live_se
     assert balance(db, tenant.billing_account_id) == 0
     with db.read() as conn:
         failed = conn.execute(
-            select(func.count()).select_from(usage_records).where(usage_records.c.status == "failed")
+            select(func.count())
+            .select_from(usage_records)
+            .where(usage_records.c.status == "failed")
         ).scalar()
     assert failed == 20
     assert_ledger_ok(db)
 
 
-def test_20_concurrent_requests_with_one_key_make_one_record_and_one_charge(live_server, db, tenant):
+def test_20_concurrent_requests_with_one_key_make_one_record_and_one_charge(
+    live_server, db, tenant
+):
     body = usage_body(tenant.agent_id, "2", idempotencyKey="the-one-key")
 
     def send(_):
@@ -48,7 +56,11 @@ def test_20_concurrent_requests_with_one_key_make_one_record_and_one_charge(live
     created = [r for r in responses if r.status_code == 201]
     assert len({r.json()["data"]["id"] for r in created}) == 1
     assert sum(1 for r in created if "Idempotent-Replayed" not in r.headers) == 1
-    assert all(r.json()["error"]["code"] == "idempotency_key_in_use" for r in responses if r.status_code == 409)
+    assert all(
+        r.json()["error"]["code"] == "idempotency_key_in_use"
+        for r in responses
+        if r.status_code == 409
+    )
     with db.read() as conn:
         records = conn.execute(select(func.count()).select_from(usage_records)).scalar()
         charges = conn.execute(
@@ -61,7 +73,9 @@ def test_20_concurrent_requests_with_one_key_make_one_record_and_one_charge(live
 
 def test_concurrent_refunds_never_refund_more_than_was_charged(live_server, db, tenant):
     with tenant.client(live_server.url) as client:
-        record_id = post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "3")).json()["data"]["id"]
+        record_id = post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "3")).json()["data"][
+            "id"
+        ]
 
     def send(_):
         with tenant.client(live_server.url) as client:

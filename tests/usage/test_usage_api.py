@@ -13,7 +13,9 @@ USD = 1_000_000_000
 
 def test_charge_debits_user_and_credits_org_less_fee(live_server, db, tenant):
     with tenant.client(live_server.url) as client:
-        response = post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "0.000185", llmModel="gpt-4"))
+        response = post(
+            client, "/v1/tp/usage", usage_body(tenant.agent_id, "0.000185", llmModel="gpt-4")
+        )
     assert response.status_code == 201, response.text
     record = parse(response)["data"]
     assert record["status"] == "completed" and record["charged"] is True
@@ -29,7 +31,9 @@ def test_charge_debits_user_and_credits_org_less_fee(live_server, db, tenant):
 
 def test_report_without_charge_records_and_moves_nothing(live_server, db, tenant):
     with tenant.client(live_server.url) as client:
-        body = usage_body(tenant.agent_id, "2.5", chargeUser=False, inputTokens=100, outputTokens=20)
+        body = usage_body(
+            tenant.agent_id, "2.5", chargeUser=False, inputTokens=100, outputTokens=20
+        )
         response = post(client, "/v1/tp/usage", body)
     record = parse(response)["data"]
     assert response.status_code == 201
@@ -79,7 +83,9 @@ def test_every_field_is_recorded_and_shown(live_server, tenant):
 
 def test_insufficient_balance_records_failed_report_with_402(live_server, db, tenant):
     with tenant.client(live_server.url) as client:
-        response = post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "10.01", idempotencyKey="big"))
+        response = post(
+            client, "/v1/tp/usage", usage_body(tenant.agent_id, "10.01", idempotencyKey="big")
+        )
     assert response.status_code == 402
     payload = parse(response)
     assert payload["status"] == "error"
@@ -97,7 +103,9 @@ def test_failed_charge_retried_after_top_up_charges_once(live_server, db, tenant
     with tenant.client(live_server.url) as client:
         first = post(client, "/v1/tp/usage", body)
         assert first.status_code == 402
-        db.write(lambda conn: users.credit(conn, user_id=tenant.user_id, amount=5 * USD, description="t"))
+        db.write(
+            lambda conn: users.credit(conn, user_id=tenant.user_id, amount=5 * USD, description="t")
+        )
         second = post(client, "/v1/tp/usage", body)
         third = post(client, "/v1/tp/usage", body)
     assert second.status_code == 201, second.text
@@ -106,7 +114,9 @@ def test_failed_charge_retried_after_top_up_charges_once(live_server, db, tenant
     assert third.status_code == 201 and third.headers["Idempotent-Replayed"] == "true"
     assert balance(db, tenant.billing_account_id) == Decimal("3")
     with tenant.client(live_server.url) as client:
-        listed = parse(client.get("/v1/tp/usage-reports", params={"idempotencyKey": "retry-after-top-up"}))
+        listed = parse(
+            client.get("/v1/tp/usage-reports", params={"idempotencyKey": "retry-after-top-up"})
+        )
     assert listed["pagination"]["total"] == 1
     assert len(listed["data"][0]["transactions"]) == 1
     assert_ledger_ok(db)
@@ -126,7 +136,9 @@ def test_same_key_same_body_replays_without_charging_again(live_server, db, tena
 def test_same_key_other_body_is_409(live_server, db, tenant):
     with tenant.client(live_server.url) as client:
         post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "1", idempotencyKey="k"))
-        response = post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "2", idempotencyKey="k"))
+        response = post(
+            client, "/v1/tp/usage", usage_body(tenant.agent_id, "2", idempotencyKey="k")
+        )
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "idempotency_key_reused"
     assert balance(db, tenant.billing_account_id) == Decimal("9")
@@ -136,7 +148,12 @@ def test_idempotency_key_header_is_accepted_and_must_match_body(live_server, ten
     with tenant.client(live_server.url) as client:
         body = usage_body(tenant.agent_id, "1")
         ok = post(client, "/v1/tp/usage", body, headers={"Idempotency-Key": "hdr"})
-        clash = post(client, "/v1/tp/usage", {**body, "idempotencyKey": "other"}, headers={"Idempotency-Key": "hdr"})
+        clash = post(
+            client,
+            "/v1/tp/usage",
+            {**body, "idempotencyKey": "other"},
+            headers={"Idempotency-Key": "hdr"},
+        )
     assert ok.status_code == 201 and ok.json()["data"]["idempotencyKey"] == "hdr"
     assert clash.status_code == 400 and clash.json()["error"]["param"] == "idempotencyKey"
 
@@ -145,14 +162,18 @@ def test_keys_are_per_organization(live_server, make_tenant):
     first, second = make_tenant(), make_tenant()
     for tenant in (first, second):
         with tenant.client(live_server.url) as client:
-            response = post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "1", idempotencyKey="shared"))
+            response = post(
+                client, "/v1/tp/usage", usage_body(tenant.agent_id, "1", idempotencyKey="shared")
+            )
         assert response.status_code == 201 and "Idempotent-Replayed" not in response.headers
 
 
 def test_revoked_token_is_refused_at_once(live_server, tenant):
     with tenant.client(live_server.url) as client:
         assert post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "1")).status_code == 201
-        revoked = post(client, "/v1/tp/revoke-token", {"token": tenant.access_token, "reason": "test"})
+        revoked = post(
+            client, "/v1/tp/revoke-token", {"token": tenant.access_token, "reason": "test"}
+        )
         assert revoked.status_code == 200
         response = post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "1"))
         status = post(client, "/v1/tp/introspect-token", {"token": tenant.access_token}).json()
@@ -182,7 +203,12 @@ def test_missing_permissions_are_403(live_server, make_tenant):
     assert charge.status_code == 403 and track.status_code == 201 and identity.status_code == 403
     identity_only = make_tenant(scopes=("identity",))
     with identity_only.client(live_server.url) as client:
-        assert post(client, "/v1/tp/usage", usage_body(identity_only.agent_id, "1", chargeUser=False)).status_code == 403
+        assert (
+            post(
+                client, "/v1/tp/usage", usage_body(identity_only.agent_id, "1", chargeUser=False)
+            ).status_code
+            == 403
+        )
         assert client.get("/v1/tp/user").status_code == 200
 
 
@@ -191,7 +217,9 @@ def test_archived_or_unknown_agent_is_refused(live_server, db, tenant):
 
     with tenant.client(live_server.url) as client:
         unknown = post(client, "/v1/tp/usage", usage_body("agt_nope", "1"))
-        db.write(lambda conn: agents.set_archived(conn, tenant.organization_id, tenant.agent_id, True))
+        db.write(
+            lambda conn: agents.set_archived(conn, tenant.organization_id, tenant.agent_id, True)
+        )
         archived = post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "1"))
     assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "aiAgentId"
     assert archived.status_code == 400 and archived.json()["error"]["code"] == "agent_archived"
@@ -207,17 +235,47 @@ def test_free_usage_with_charge_moves_no_money(live_server, db, tenant):
 
 def test_amounts_round_half_to_even_to_a_nanodollar(live_server, tenant):
     with tenant.client(live_server.url) as client:
-        a = parse(post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "0.0000000005", chargeUser=False)))
-        b = parse(post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "0.0000000015", chargeUser=False)))
+        a = parse(
+            post(
+                client,
+                "/v1/tp/usage",
+                usage_body(tenant.agent_id, "0.0000000005", chargeUser=False),
+            )
+        )
+        b = parse(
+            post(
+                client,
+                "/v1/tp/usage",
+                usage_body(tenant.agent_id, "0.0000000015", chargeUser=False),
+            )
+        )
     assert a["data"]["totalCost"] == 0
     assert b["data"]["totalCost"] == Decimal("0.000000002")
 
 
 def test_preview_charge_answers_without_charging(live_server, db, tenant):
     with tenant.client(live_server.url) as client:
-        ok = parse(post(client, "/v1/tp/preview-charge", {"aiAgentId": tenant.agent_id, "amount": 4, "description": "x"}))
-        too_much = parse(post(client, "/v1/tp/preview-charge", {"aiAgentId": tenant.agent_id, "amount": 11, "description": "x"}))
-    assert ok["data"] == {"canCharge": True, "amount": 4, "balance": 10, "reason": None, "limit": None}
+        ok = parse(
+            post(
+                client,
+                "/v1/tp/preview-charge",
+                {"aiAgentId": tenant.agent_id, "amount": 4, "description": "x"},
+            )
+        )
+        too_much = parse(
+            post(
+                client,
+                "/v1/tp/preview-charge",
+                {"aiAgentId": tenant.agent_id, "amount": 11, "description": "x"},
+            )
+        )
+    assert ok["data"] == {
+        "canCharge": True,
+        "amount": 4,
+        "balance": 10,
+        "reason": None,
+        "limit": None,
+    }
     assert too_much["data"]["canCharge"] is False
     assert too_much["data"]["reason"] == "insufficient_balance"
     assert balance(db, tenant.billing_account_id) == Decimal("10")
@@ -226,7 +284,11 @@ def test_preview_charge_answers_without_charging(live_server, db, tenant):
 def test_refund_defaults_to_what_is_left_and_refuses_more(live_server, db, tenant):
     with tenant.client(live_server.url) as client:
         record = parse(post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "2")))["data"]
-        part = post(client, f"/v1/tp/usage-reports/{record['id']}/refund", {"amount": Decimal("0.5"), "reason": "partial"})
+        part = post(
+            client,
+            f"/v1/tp/usage-reports/{record['id']}/refund",
+            {"amount": Decimal("0.5"), "reason": "partial"},
+        )
         too_much = post(client, f"/v1/tp/usage-reports/{record['id']}/refund", {"amount": 2})
         rest = post(client, f"/v1/tp/usage-reports/{record['id']}/refund", {})
         nothing_left = post(client, f"/v1/tp/usage-reports/{record['id']}/refund", {})

@@ -15,13 +15,40 @@ def seeded(live_server, make_tenant, db):
 
     tenant = make_tenant(balance="5")
     other_user = make_tenant()  # another org: never visible
-    second_agent = db.write(lambda conn: agents.create_agent(conn, tenant.organization_id, "Second"))
+    second_agent = db.write(
+        lambda conn: agents.create_agent(conn, tenant.organization_id, "Second")
+    )
     with tenant.client(live_server.url) as client:
         reports = [
-            usage_body(tenant.agent_id, "1", usageType="api_call", idempotencyKey="a", usageDate="2026-03-01T10:00:00Z"),
-            usage_body(tenant.agent_id, "2", usageType="token_usage", chargeUser=False, idempotencyKey="b", usageDate="2026-03-02T10:00:00Z"),
-            usage_body(second_agent.id, "3", usageType="api_call", idempotencyKey="c", usageDate="2026-03-03T10:00:00Z"),
-            usage_body(second_agent.id, "9", usageType="api_call", idempotencyKey="d", usageDate="2026-03-04T10:00:00Z"),
+            usage_body(
+                tenant.agent_id,
+                "1",
+                usageType="api_call",
+                idempotencyKey="a",
+                usageDate="2026-03-01T10:00:00Z",
+            ),
+            usage_body(
+                tenant.agent_id,
+                "2",
+                usageType="token_usage",
+                chargeUser=False,
+                idempotencyKey="b",
+                usageDate="2026-03-02T10:00:00Z",
+            ),
+            usage_body(
+                second_agent.id,
+                "3",
+                usageType="api_call",
+                idempotencyKey="c",
+                usageDate="2026-03-03T10:00:00Z",
+            ),
+            usage_body(
+                second_agent.id,
+                "9",
+                usageType="api_call",
+                idempotencyKey="d",
+                usageDate="2026-03-04T10:00:00Z",
+            ),
         ]
         ids = [parse(post(client, "/v1/tp/usage", body))["data"]["id"] for body in reports]
         post(client, f"/v1/tp/usage-reports/{ids[0]}/refund", {"amount": Decimal("0.5")})
@@ -50,7 +77,10 @@ def test_filters_select_the_right_records(live_server, seeded):
     assert _ids(live_server, tenant, transactionType="usage")[0] == [c, a]
     assert _ids(live_server, tenant, idempotencyKey="c")[0] == [c]
     assert _ids(live_server, tenant, minAmount="2", maxAmount="3")[0] == [c, b]
-    assert _ids(live_server, tenant, startDate="2026-03-02", endDate="2026-03-03T23:59:59Z")[0] == [c, b]
+    assert _ids(live_server, tenant, startDate="2026-03-02", endDate="2026-03-03T23:59:59Z")[0] == [
+        c,
+        b,
+    ]
     assert _ids(live_server, tenant, userEmail=tenant.user_email)[0] == [d, c, b, a]
     assert _ids(live_server, tenant, userId="usr_other")[0] == []
     assert _ids(live_server, tenant, token=True)[0] == [d, c, b, a]
@@ -95,7 +125,9 @@ def test_unknown_filter_values_are_400(live_server, tenant, params, param):
 def test_another_organizations_record_is_404(live_server, make_tenant):
     owner, stranger = make_tenant(), make_tenant()
     with owner.client(live_server.url) as client:
-        record_id = post(client, "/v1/tp/usage", usage_body(owner.agent_id, "1")).json()["data"]["id"]
+        record_id = post(client, "/v1/tp/usage", usage_body(owner.agent_id, "1")).json()["data"][
+            "id"
+        ]
     with stranger.client(live_server.url) as client:
         assert client.get(f"/v1/tp/usage-reports/{record_id}").status_code == 404
         assert post(client, f"/v1/tp/usage-reports/{record_id}/refund", {}).status_code == 404

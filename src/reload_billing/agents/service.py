@@ -38,7 +38,9 @@ def create_agent(conn: Connection, organization_id: str, name: str) -> Any:
 
 def get_agent(conn: Connection, organization_id: str, agent_id: str) -> Any:
     row = conn.execute(
-        select(agents).where(and_(agents.c.id == agent_id, agents.c.organization_id == organization_id))
+        select(agents).where(
+            and_(agents.c.id == agent_id, agents.c.organization_id == organization_id)
+        )
     ).first()
     if row is None:
         raise NotFound("no such agent in this organization", param="aiAgentId")
@@ -54,12 +56,16 @@ def rename_agent(conn: Connection, organization_id: str, agent_id: str, name: st
 def set_archived(conn: Connection, organization_id: str, agent_id: str, archived: bool) -> Any:
     get_agent(conn, organization_id, agent_id)
     conn.execute(
-        update(agents).where(agents.c.id == agent_id).values(status=ARCHIVED if archived else ACTIVE)
+        update(agents)
+        .where(agents.c.id == agent_id)
+        .values(status=ARCHIVED if archived else ACTIVE)
     )
     return get_agent(conn, organization_id, agent_id)
 
 
-def list_agents(conn: Connection, organization_id: str, *, include_archived: bool = True) -> list[Any]:
+def list_agents(
+    conn: Connection, organization_id: str, *, include_archived: bool = True
+) -> list[Any]:
     query = select(agents).where(agents.c.organization_id == organization_id)
     if not include_archived:
         query = query.where(agents.c.status == ACTIVE)

@@ -42,8 +42,9 @@ transactions = Table(
 entries = Table(
     "ledger_entries",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"),
-           primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("transaction_id", ForeignKey("ledger_transactions.id"), nullable=False),
     Column("account_id", ForeignKey("ledger_accounts.id"), nullable=False),
     Column("amount", BigInteger, nullable=False),

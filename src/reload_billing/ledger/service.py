@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
 
 from .. import db
 from ..errors import InvalidRequest
@@ -31,7 +31,10 @@ EXTERNAL_FUNDING = "external_funding"
 
 PLATFORM_FEES_ACCOUNT = "acc_platform_fees"
 EXTERNAL_FUNDING_ACCOUNT = "acc_external_funding"
-_SYSTEM_ACCOUNTS = {PLATFORM_FEES_ACCOUNT: PLATFORM_FEES, EXTERNAL_FUNDING_ACCOUNT: EXTERNAL_FUNDING}
+_SYSTEM_ACCOUNTS = {
+    PLATFORM_FEES_ACCOUNT: PLATFORM_FEES,
+    EXTERNAL_FUNDING_ACCOUNT: EXTERNAL_FUNDING,
+}
 _DEFERRED_PREFIX = "ledger:"
 
 
@@ -141,22 +144,23 @@ def _post(
     transaction_id = new_id("txn")
     created_at = db.now_us()
     conn.execute(
-        insert(transactions).values(
-            id=transaction_id,
-            kind=kind,
-            amount=amount,
-            platform_fee=platform_fee,
-            usage_record_id=usage_record_id,
-            organization_id=organization_id,
-            user_id=user_id,
-            billing_account_id=billing_account_id,
-            description=description,
-            idempotency_key=idempotency_key,
-            created_at=created_at,
-        )
+        _INSERT_TRANSACTION,
+        {
+            "id": transaction_id,
+            "kind": kind,
+            "amount": amount,
+            "platform_fee": platform_fee,
+            "usage_record_id": usage_record_id,
+            "organization_id": organization_id,
+            "user_id": user_id,
+            "billing_account_id": billing_account_id,
+            "description": description,
+            "idempotency_key": idempotency_key,
+            "created_at": created_at,
+        },
     )
     conn.execute(
-        insert(entries),
+        _INSERT_ENTRY,
         [
             {
                 "transaction_id": transaction_id,
@@ -173,25 +177,37 @@ def _post(
     )
 
 
+# Statements of the hot path are built once: building and cache-keying a Core
+# statement costs more than running it.
+_INSERT_TRANSACTION = insert(transactions)
+_INSERT_ENTRY = insert(entries)
+_DEBIT = (
+    update(accounts)
+    .where(
+        and_(
+            accounts.c.id == bindparam("account_id"),
+            accounts.c.balance - bindparam("amount") >= accounts.c.floor,
+        )
+    )
+    .values(balance=accounts.c.balance - bindparam("amount"))
+    .returning(accounts.c.balance)
+)
+_CREDIT = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("account_id"))
+    .values(balance=accounts.c.balance + bindparam("amount"))
+    .returning(accounts.c.balance)
+)
+
+
 def _debit(conn: Connection, account_id: str, amount: int) -> bool:
     """Take ``amount`` from an account unless that would pass its floor: one statement."""
-    result = conn.execute(
-        update(accounts)
-        .where(and_(accounts.c.id == account_id, accounts.c.balance - amount >= accounts.c.floor))
-        .values(balance=accounts.c.balance + (-amount))
-        .returning(accounts.c.balance)
-    )
-    row = result.first()
+    row = conn.execute(_DEBIT, {"account_id": account_id, "amount": amount}).first()
     return row is not None
 
 
 def _credit_now(conn: Connection, account_id: str, amount: int) -> int:
-    row = conn.execute(
-        update(accounts)
-        .where(accounts.c.id == account_id)
-        .values(balance=accounts.c.balance + amount)
-        .returning(accounts.c.balance)
-    ).one()
+    row = conn.execute(_CREDIT, {"account_id": account_id, "amount": amount}).one()
     return int(row[0])
 
 
@@ -202,11 +218,8 @@ def _credit_later(conn: Connection, account_id: str, amount: int) -> None:
 def _apply_deferred(conn: Connection, increments: dict[str, int]) -> None:
     for key in sorted(increments):
         if key.startswith(_DEFERRED_PREFIX) and increments[key]:
-            conn.execute(
-                update(accounts)
-                .where(accounts.c.id == key[len(_DEFERRED_PREFIX) :])
-                .values(balance=accounts.c.balance + increments[key])
-            )
+            account_id = key[len(_DEFERRED_PREFIX) :]
+            conn.execute(_CREDIT, {"account_id": account_id, "amount": increments[key]})
 
 
 db.on_flush_deferred(_apply_deferred)
@@ -245,7 +258,9 @@ def _period_keys(moment_us: int) -> tuple[str, str]:
     return day.strftime("d:%Y-%m-%d"), day.strftime("m:%Y-%m")
 
 
-def _reserve_limit(conn: Connection, connection_id: str, period: str, amount: int, cap: int) -> bool:
+def _reserve_limit(
+    conn: Connection, connection_id: str, period: str, amount: int, cap: int
+) -> bool:
     """Add ``amount`` to a period's spending unless that would pass ``cap``: atomic."""
     if amount > cap:
         return False
@@ -392,7 +407,9 @@ def refund(
 # --- reading --------------------------------------------------------------------
 
 
-def transactions_of_usage(conn: Connection, usage_record_ids: Sequence[str]) -> dict[str, list[Any]]:
+def transactions_of_usage(
+    conn: Connection, usage_record_ids: Sequence[str]
+) -> dict[str, list[Any]]:
     found: dict[str, list[Any]] = {usage_id: [] for usage_id in usage_record_ids}
     if not usage_record_ids:
         return found

@@ -46,7 +46,9 @@ def _validate(request: Request, params: dict[str, str]) -> service.AuthorizeRequ
             error.redirect_uri, error=error.code, error_description=error.message, state=error.state
         )
     except InvalidRequest as error:
-        return pages.render(request, "error.html", 400, title="This link cannot be used", message=error.message)
+        return pages.render(
+            request, "error.html", 400, title="This link cannot be used", message=error.message
+        )
 
 
 @router.get("/oauth/authorize", response_class=HTMLResponse, include_in_schema=False)
@@ -57,7 +59,9 @@ def authorize(request: Request) -> Response:
         return checked
     user_id = request.session.get("user_id")
     if not user_id:
-        return pages.redirect("/signin?" + urlencode({"next": f"/oauth/authorize?{urlencode(params)}"}))
+        return pages.redirect(
+            "/signin?" + urlencode({"next": f"/oauth/authorize?{urlencode(params)}"})
+        )
     user = api.read(request, lambda conn: users.get_user(conn, user_id))
     return pages.render(
         request,
@@ -97,7 +101,9 @@ async def decide(request: Request) -> Response:
         return checked
     user_id = request.session.get("user_id")
     if not user_id:
-        return pages.redirect("/signin?" + urlencode({"next": f"/oauth/authorize?{urlencode(params)}"}))
+        return pages.redirect(
+            "/signin?" + urlencode({"next": f"/oauth/authorize?{urlencode(params)}"})
+        )
     if form.get("decision") != "approve":
         return _back_to_app(checked.redirect_uri, error="access_denied", state=checked.state)
     try:
@@ -116,7 +122,9 @@ async def decide(request: Request) -> Response:
         )
     ttl = api.settings(request).auth_code_ttl_seconds
     code = api.database(request).write(
-        lambda conn: service.create_code(conn, checked, user_id=user_id, limits=limits, ttl_seconds=ttl)
+        lambda conn: service.create_code(
+            conn, checked, user_id=user_id, limits=limits, ttl_seconds=ttl
+        )
     )
     return _back_to_app(checked.redirect_uri, code=code, state=checked.state)
 
@@ -130,7 +138,9 @@ async def token(request: Request) -> api.JSONResponse:
     form = validation.parse(TokenRequest, body)
     if form.grant_type != "authorization_code":
         raise InvalidRequest(
-            "grant_type must be authorization_code", param="grant_type", code="unsupported_grant_type"
+            "grant_type must be authorization_code",
+            param="grant_type",
+            code="unsupported_grant_type",
         )
     if form.client_id and form.client_secret:
         client_id, client_secret = form.client_id, form.client_secret
@@ -152,7 +162,8 @@ async def token(request: Request) -> api.JSONResponse:
     try:
         return api.success(await api.write(request, work))
     except service.CodeReplayed as replayed:
-        await api.write(request, lambda conn: service.revoke_code_tokens(conn, replayed.code_hash))
+        code_hash = replayed.code_hash
+        await api.write(request, lambda conn: service.revoke_code_tokens(conn, code_hash))
         raise
 
 

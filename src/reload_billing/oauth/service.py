@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from .. import db
 from ..agents import service as agents
@@ -293,17 +293,26 @@ def exchange_code(
     if row.expires_at < now:
         raise InvalidGrant("the authorization code has expired", param="code")
     if row.redirect_uri != redirect_uri:
-        raise InvalidGrant("redirect_uri does not match the authorization request", param="redirect_uri")
+        raise InvalidGrant(
+            "redirect_uri does not match the authorization request", param="redirect_uri"
+        )
     if not VERIFIER_RE.match(code_verifier) or not _pkce_matches(code_verifier, row.code_challenge):
         raise InvalidGrant("code_verifier does not match the code challenge", param="code_verifier")
     claimed = conn.execute(
         update(authorization_codes)
-        .where(and_(authorization_codes.c.code_hash == code_hash, authorization_codes.c.used_at.is_(None)))
+        .where(
+            and_(
+                authorization_codes.c.code_hash == code_hash,
+                authorization_codes.c.used_at.is_(None),
+            )
+        )
         .values(used_at=now)
     )
     if claimed.rowcount != 1:
         raise InvalidGrant("the authorization code was already used", param="code")
-    connection = conn.execute(select(connections).where(connections.c.id == row.connection_id)).one()
+    connection = conn.execute(
+        select(connections).where(connections.c.id == row.connection_id)
+    ).one()
     if connection.status != "active":
         raise InvalidGrant("the connection was ended", param="code")
     return issue_token(
@@ -416,6 +425,7 @@ _TOKEN_QUERY = (
     )
     .join(connections, connections.c.id == access_tokens.c.connection_id)
     .join(users_table, users_table.c.id == access_tokens.c.user_id)
+    .where(access_tokens.c.token_hash == bindparam("token_hash"))
 )
 
 
@@ -430,7 +440,7 @@ def token_status(row: Any, now: int) -> str:
 
 
 def _find_token(conn: Connection, organization_id: str, token: str) -> Any | None:
-    row = conn.execute(_TOKEN_QUERY.where(access_tokens.c.token_hash == hash_secret(token))).first()
+    row = conn.execute(_TOKEN_QUERY, {"token_hash": hash_secret(token)}).first()
     if row is None or row.organization_id != organization_id:
         return None
     return row
@@ -438,7 +448,9 @@ def _find_token(conn: Connection, organization_id: str, token: str) -> Any | Non
 
 def authenticate_token(conn: Connection, organization_id: str, token: str | None) -> TokenContext:
     if not token:
-        raise Unauthorized("the user's access token is required: X-Access-Token", code="missing_token")
+        raise Unauthorized(
+            "the user's access token is required: X-Access-Token", code="missing_token"
+        )
     row = _find_token(conn, organization_id, token)
     if row is None:
         raise Unauthorized("invalid access token", code="invalid_token")
@@ -486,10 +498,14 @@ def revoke_where(conn: Connection, condition: Any, reason: str | None) -> int:
     return int(result.rowcount or 0)
 
 
-def revoke(conn: Connection, organization_id: str, token: str, reason: str | None) -> dict[str, Any]:
+def revoke(
+    conn: Connection, organization_id: str, token: str, reason: str | None
+) -> dict[str, Any]:
     row = _find_token(conn, organization_id, token)
     if row is None:
-        raise NotFound("no such access token for this organization", param="token", code="token_not_found")
+        raise NotFound(
+            "no such access token for this organization", param="token", code="token_not_found"
+        )
     revoke_where(conn, access_tokens.c.id == row.id, reason)
     return {"revoked": True, "tokenId": row.id, "status": "revoked"}
 

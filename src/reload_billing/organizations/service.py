@@ -7,7 +7,7 @@ import binascii
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 
 from .. import db
 from ..errors import Conflict, InvalidRequest, NotFound, Unauthorized
@@ -91,18 +91,19 @@ def parse_basic(header: str | None) -> tuple[str, str]:
     return client_id, client_secret
 
 
+_CLIENT_QUERY = select(
+    organizations.c.id,
+    organizations.c.name,
+    organizations.c.display_name,
+    organizations.c.environment,
+    organizations.c.earnings_account_id,
+    organizations.c.client_secret_hash,
+).where(organizations.c.client_id == bindparam("client_id"))
+
+
 def authenticate_client(conn: Connection, client_id: str, client_secret: str) -> Any:
     """The organization owning these credentials, or 401."""
-    row = conn.execute(
-        select(
-            organizations.c.id,
-            organizations.c.name,
-            organizations.c.display_name,
-            organizations.c.environment,
-            organizations.c.earnings_account_id,
-            organizations.c.client_secret_hash,
-        ).where(organizations.c.client_id == client_id)
-    ).first()
+    row = conn.execute(_CLIENT_QUERY, {"client_id": client_id}).first()
     if row is None or not secrets_match(client_secret, row.client_secret_hash):
         raise Unauthorized("invalid client credentials", code="invalid_credentials")
     return row

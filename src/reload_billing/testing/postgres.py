@@ -57,7 +57,15 @@ class PostgresServer:
 
     def stop(self) -> None:
         subprocess.run(
-            [*_as_user(), str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop"],
+            [
+                *_as_user(),
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-m",
+                "immediate",
+                "stop",
+            ],
             capture_output=True,
             check=False,
         )
@@ -74,8 +82,18 @@ def start(*, fsync: bool = False) -> PostgresServer:
     root.chmod(0o755)
     port = _free_port()
     subprocess.run(
-        [*_as_user(), str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres",
-         "--auth=trust", "-E", "UTF8", "--no-locale"],
+        [
+            *_as_user(),
+            str(bindir / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ],
         check=True,
         capture_output=True,
     )
@@ -86,8 +104,18 @@ def start(*, fsync: bool = False) -> PostgresServer:
         f"-c full_page_writes={'on' if fsync else 'off'}"
     )
     subprocess.run(
-        [*_as_user(), str(bindir / "pg_ctl"), "-D", str(datadir), "-o", options,
-         "-l", str(root / "server.log"), "-w", "start"],
+        [
+            *_as_user(),
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(datadir),
+            "-o",
+            options,
+            "-l",
+            str(root / "server.log"),
+            "-w",
+            "start",
+        ],
         check=True,
         capture_output=True,
     )

@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 from .. import api, db, validation
 from ..errors import InvalidRequest
 from ..money import MoneyError, parse_usd, to_nanos
-from . import schemas, service
+from . import service
 from .schemas import PreviewCharge, RefundRequest, UsageReport
 
 router = APIRouter(prefix="/v1/tp", tags=["usage"])
@@ -74,7 +74,9 @@ async def preview_charge(request: Request) -> api.JSONResponse:
 
     def work(conn: Connection) -> dict[str, Any]:
         organization = caller.organization(conn)
-        return service.preview_charge(conn, organization, caller.user(conn, organization.id), preview)
+        return service.preview_charge(
+            conn, organization, caller.user(conn, organization.id), preview
+        )
 
     return api.success(api.read(request, work))
 
@@ -141,7 +143,9 @@ def parse_filters(request: Request) -> service.UsageFilters:
     params = dict(request.query_params)
     unknown = sorted(set(params) - _FILTERS)
     if unknown:
-        raise InvalidRequest(f"unknown filter {unknown[0]!r}", param=unknown[0], code="unknown_field")
+        raise InvalidRequest(
+            f"unknown filter {unknown[0]!r}", param=unknown[0], code="unknown_field"
+        )
     has_charges = _choice(params, "hasCharges", ("true", "false"))
     return service.UsageFilters(
         page=_int(params, "page", 1, 1, 10_000_000),
@@ -183,7 +187,12 @@ def usage_reports(request: Request) -> api.JSONResponse:
     pages = (total + filters.limit - 1) // filters.limit
     return api.success(
         records,
-        pagination={"page": filters.page, "limit": filters.limit, "total": total, "totalPages": pages},
+        pagination={
+            "page": filters.page,
+            "limit": filters.limit,
+            "total": total,
+            "totalPages": pages,
+        },
     )
 
 
@@ -201,7 +210,9 @@ def usage_report(record_id: str, request: Request) -> api.JSONResponse:
     return api.success(api.read(request, work))
 
 
-@router.post("/usage-reports/{record_id}/refund", openapi_extra=validation.body_schema(RefundRequest))
+@router.post(
+    "/usage-reports/{record_id}/refund", openapi_extra=validation.body_schema(RefundRequest)
+)
 async def refund(record_id: str, request: Request) -> api.JSONResponse:
     caller = api.Caller(request)
     refund_request = await api.body(request, caller, RefundRequest, optional=True, with_token=False)

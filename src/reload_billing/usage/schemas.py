@@ -9,9 +9,7 @@ from typing import Annotated, Any
 
 import orjson
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StrictBool,
     StrictInt,
@@ -21,8 +19,8 @@ from pydantic import (
     model_validator,
 )
 
-from ..validation import StrictModel
 from ..money import MoneyError, parse_usd, to_decimal
+from ..validation import StrictModel
 
 
 def _money(value: object) -> Decimal:

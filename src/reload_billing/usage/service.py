@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, exists, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, insert, select, update
 
 from .. import db
 from ..agents import service as agents
@@ -45,14 +45,29 @@ class Organization:
     earnings_account_id: str
 
 
+_AGENT_STATUS = select(agents_table.c.status).where(
+    and_(
+        agents_table.c.id == bindparam("agent_id"),
+        agents_table.c.organization_id == bindparam("organization_id"),
+    )
+)
+_BY_KEY = select(usage_records).where(
+    and_(
+        usage_records.c.organization_id == bindparam("organization_id"),
+        usage_records.c.idempotency_key == bindparam("key"),
+    )
+)
+_INSERT_RECORD = insert(usage_records)
+
+
 def _check_agent(conn: Connection, organization_id: str, agent_id: str) -> None:
     status = conn.execute(
-        select(agents_table.c.status).where(
-            and_(agents_table.c.id == agent_id, agents_table.c.organization_id == organization_id)
-        )
+        _AGENT_STATUS, {"agent_id": agent_id, "organization_id": organization_id}
     ).scalar()
     if status is None:
-        raise NotFound("no such agent in this organization", param="aiAgentId", code="agent_not_found")
+        raise NotFound(
+            "no such agent in this organization", param="aiAgentId", code="agent_not_found"
+        )
     if status != agents.ACTIVE:
         raise InvalidRequest("this agent is archived", param="aiAgentId", code="agent_archived")
 
@@ -72,12 +87,7 @@ def report_usage(
     body_hash = request_hash(report, token.user_id)
     if report.idempotency_key is not None:
         existing = conn.execute(
-            select(usage_records).where(
-                and_(
-                    usage_records.c.organization_id == organization.id,
-                    usage_records.c.idempotency_key == report.idempotency_key,
-                )
-            )
+            _BY_KEY, {"organization_id": organization.id, "key": report.idempotency_key}
         ).first()
         if existing is not None:
             return _repeat(conn, organization, token, existing, body_hash, fee_percent)
@@ -108,13 +118,15 @@ def report_usage(
     transactions: list[dict[str, Any]] = []
     if report.charge_user and total > 0:
         try:
-            posted = _charge(conn, organization, token, record_id, total, report.description, fee_percent)
+            posted = _charge(
+                conn, organization, token, record_id, total, report.description, fee_percent
+            )
         except ledger.ChargeRefused as refused:
             values.update(status=FAILED, failure_reason=refused.reason)
         else:
             values.update(charged=True, charged_amount=total, platform_fee=posted.platform_fee)
             transactions.append(transaction_json(posted))
-    conn.execute(insert(usage_records).values(**values))
+    conn.execute(_INSERT_RECORD, values)
     record = record_json(values, transactions)
     _announce(conn, organization, token.user_id, values, transactions)
     return Outcome(402 if values["status"] == FAILED else 201, record)
@@ -122,7 +134,9 @@ def report_usage(
 
 def _record_values(report: UsageReport) -> dict[str, Any]:
     total_tokens = report.total_tokens
-    if total_tokens is None and (report.input_tokens is not None or report.output_tokens is not None):
+    if total_tokens is None and (
+        report.input_tokens is not None or report.output_tokens is not None
+    ):
         total_tokens = (report.input_tokens or 0) + (report.output_tokens or 0)
     return {
         "ai_agent_id": report.ai_agent_id,
@@ -235,7 +249,13 @@ def _repeat(
     transactions: list[dict[str, Any]] = []
     try:
         posted = _charge(
-            conn, organization, token, existing.id, existing.total_cost, existing.description, fee_percent
+            conn,
+            organization,
+            token,
+            existing.id,
+            existing.total_cost,
+            existing.description,
+            fee_percent,
         )
     except ledger.ChargeRefused as refused:
         values["failure_reason"] = refused.reason
@@ -370,14 +390,18 @@ def refund(
         .values(refunded_amount=record.refunded_amount + amount, updated_at=db.now_us())
     )
     if claimed.rowcount != 1:
-        raise Conflict("a concurrent refund changed this record; try again", code="refund_in_progress")
+        raise Conflict(
+            "a concurrent refund changed this record; try again", code="refund_in_progress"
+        )
     return transaction_json(posted), False
 
 
 # --- reading --------------------------------------------------------------------
 
 
-def _owned_record(conn: Connection, organization_id: str, token: TokenContext | None, record_id: str) -> Any:
+def _owned_record(
+    conn: Connection, organization_id: str, token: TokenContext | None, record_id: str
+) -> Any:
     query = select(usage_records).where(
         and_(usage_records.c.id == record_id, usage_records.c.organization_id == organization_id)
     )
@@ -444,7 +468,9 @@ def record_json(row: Any, transactions: list[dict[str, Any]]) -> dict[str, Any]:
         "outputTokens": row["output_tokens"],
         "totalTokens": row["total_tokens"],
         "processingTimeMs": _plain_number(processing),
-        "modelParameters": orjson.loads(row["model_parameters"]) if row["model_parameters"] else None,
+        "modelParameters": orjson.loads(row["model_parameters"])
+        if row["model_parameters"]
+        else None,
         "internalTokensOrCredits": _money_or_none(row["internal_credits"]),
         "chargeUser": bool(row["charge_user"]),
         "idempotencyKey": row["idempotency_key"],
@@ -539,12 +565,18 @@ def list_records(
             )
         )
     where = and_(*conditions)
-    total = int(conn.execute(select(func.count()).select_from(usage_records).where(where)).scalar() or 0)
+    total = int(
+        conn.execute(select(func.count()).select_from(usage_records).where(where)).scalar() or 0
+    )
     column = SORT_COLUMNS[filters.sort_by]
-    order = [column.desc(), usage_records.c.id.desc()] if filters.sort_order == "desc" else [
-        column.asc(),
-        usage_records.c.id.asc(),
-    ]
+    order = (
+        [column.desc(), usage_records.c.id.desc()]
+        if filters.sort_order == "desc"
+        else [
+            column.asc(),
+            usage_records.c.id.asc(),
+        ]
+    )
     rows = list(
         conn.execute(
             select(usage_records)

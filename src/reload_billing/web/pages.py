@@ -15,6 +15,8 @@ from fastapi.templating import Jinja2Templates
 from ..db import from_us
 from ..errors import Forbidden
 from ..money import CREDITS_PER_USD, format_usd, from_nanos
+from . import charts
+from . import format as fmt
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -43,6 +45,12 @@ def _datetime(micros: int | None) -> str:
 templates.env.filters["usd"] = _usd
 templates.env.filters["datetime"] = _datetime
 templates.env.filters["credits"] = _credits
+templates.env.filters.update(fmt.FILTERS)
+templates.env.globals["share"] = charts.share
+
+# The keys that say who is signed in; the account and the developer portal are
+# separate sign-ins in one cookie, and signing in on one side keeps the other.
+SIGN_IN_KEYS = ("user_id", "developer_org_id")
 
 
 def csrf_token(request: Request) -> str:
@@ -63,6 +71,7 @@ def check_csrf(request: Request, form: Any) -> None:
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("csrf_token", csrf_token(request))
     context.setdefault("environment", request.app.state.settings.environment)
+    context.setdefault("flash", request.session.pop("flash", None))
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
@@ -83,7 +92,23 @@ def redirect(url: str) -> RedirectResponse:
 
 
 def start_session(request: Request, **values: str) -> None:
-    """A fresh session on sign-in (no fixation): keep nothing from before."""
+    """A fresh session on sign-in (no fixation): keep nothing from before but the
+    other side's sign-in (account or developer portal)."""
+    kept = {key: request.session[key] for key in SIGN_IN_KEYS if key in request.session}
     request.session.clear()
+    request.session.update(kept)
     request.session.update(values)
     request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+def end_session(request: Request, key: str) -> None:
+    """Sign out of one side; the other side stays signed in."""
+    request.session.pop(key, None)
+    request.session["csrf"] = secrets.token_urlsafe(32)
+    if not any(name in request.session for name in SIGN_IN_KEYS):
+        request.session.clear()
+
+
+def flash(request: Request, message: str) -> None:
+    """A message for the next page shown (after a redirect)."""
+    request.session["flash"] = message

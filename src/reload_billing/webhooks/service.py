@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select
+from sqlalchemy import Connection, and_, bindparam, insert, select
 
 from .. import db, jsonbody
 from ..ids import new_id
 from .models import deliveries, endpoints
 
+_SUBSCRIBERS = select(endpoints.c.id, endpoints.c.events).where(
+    and_(endpoints.c.organization_id == bindparam("organization_id"), endpoints.c.enabled)
+)
 EVENTS = ("user.connected", "user.disconnected", "payment.success", "payment.failed")
 
 
@@ -27,11 +30,7 @@ def enqueue(
     """
     subscribed = [
         row.id
-        for row in conn.execute(
-            select(endpoints.c.id, endpoints.c.events).where(
-                and_(endpoints.c.organization_id == organization_id, endpoints.c.enabled)
-            )
-        )
+        for row in conn.execute(_SUBSCRIBERS, {"organization_id": organization_id})
         if event in row.events.split(",")
     ]
     if not subscribed:
