@@ -122,7 +122,6 @@ def peak_rss_mib(pid: int) -> float:
 WRK_SCRIPT = """
 local tokens = {%(tokens)s}
 local counter = 0
-local prefix = ""
 function setup(thread)
   thread:set("prefix", "%(run)s-" .. tostring(math.random(1, 1e9)))
 end
@@ -146,13 +145,18 @@ end
 
 
 def http_run(
-    url: str, seed_data: dict[str, Any], seconds: int, connections: int, env: dict[str, str]
+    url: str,
+    seed_data: dict[str, Any],
+    seconds: int,
+    connections: int,
+    env: dict[str, str],
+    workers: int = 1,
 ) -> dict[str, Any]:
     import base64
 
     port = free_port()
     server = subprocess.Popen(
-        [RELOAD, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [RELOAD, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
         env={**env, "RELOAD_DATABASE_URL": url, "RELOAD_LOG_LEVEL": "warning"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -220,7 +224,9 @@ def http_run(
         line = next(x for x in result.stdout.splitlines() if x.startswith("WRKJSON "))
         stats = json.loads(line[len("WRKJSON ") :])
         stats["reports_per_s"] = (stats["requests"] - stats["non2xx"]) / stats["seconds"]
-        stats["peak_rss_mib"] = peak_rss_mib(server.pid)
+        stats["peak_rss_mib"] = peak_rss_mib(server.pid) + sum(
+            peak_rss_mib(int(child)) for child in _children(server.pid)
+        )
         return stats
     finally:
         server.send_signal(signal.SIGTERM)
@@ -228,6 +234,13 @@ def http_run(
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
 
 
 def _unit_of_work(seed_data: dict[str, Any], token: str, key: str):
@@ -247,12 +260,18 @@ def _unit_of_work(seed_data: dict[str, Any], token: str, key: str):
     )
 
     def work(conn: Any) -> Any:
-        row = organizations.authenticate_client(
-            conn, seed_data["client_id"], seed_data["client_secret"]
+        # exactly what POST /v1/tp/usage runs in its unit of work
+        organization, context, prefetched = usage.authenticate(
+            conn,
+            client_id=seed_data["client_id"],
+            client_secret=seed_data["client_secret"],
+            access_token=token,
+            agent_id=seed_data["agent_id"],
+            idempotency_key=key,
         )
-        organization = usage.Organization(row.id, row.environment, row.earnings_account_id)
-        context = oauth.authenticate_token(conn, organization.id, token)
-        return usage.report_usage(conn, organization, context, report, fee_percent=Decimal(5))
+        return usage.report_usage(
+            conn, organization, context, report, fee_percent=Decimal(5), prefetched=prefetched
+        )
 
     return work
 

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from . import jsonbody
 from .config import Settings, get_settings
-from .db import Database
+from .db import Database, rfc3339
 from .errors import ReloadError
 from .ledger.service import Limits
 from .money import MoneyError, format_usd, from_nanos, parse_usd, to_nanos
@@ -101,8 +101,6 @@ def serve(
     settings = get_settings()
     if settings.is_sqlite:
         migrate.upgrade(settings.database_url)
-        if workers > 1:
-            fail("several worker processes need PostgreSQL (RELOAD_DATABASE_URL)")
     elif migrate.current(settings.database_url) != migrate.head():
         fail("the database schema is not current: run 'reload db upgrade'")
     uvicorn.run(
@@ -323,6 +321,150 @@ def demo(as_json: bool = JSON_OPTION) -> None:
     finally:
         database.close()
     emit(info, as_json, demo_data.describe(info))
+
+
+# --- webhooks -------------------------------------------------------------------
+
+webhooks_app = typer.Typer(help="Webhook endpoints and deliveries.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    org: str = typer.Option(..., help="Organization id."),
+    url: str = typer.Option(..., help="Where to POST events."),
+    events: str = typer.Option(..., help="Comma-separated: user.connected,payment.success,.."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Add a webhook endpoint; prints its signing secret once."""
+    from .organizations import service as organizations
+    from .webhooks import service as webhooks
+
+    settings = get_settings()
+
+    def work(conn: Any) -> Any:
+        organizations.get_organization(conn, org)
+        return webhooks.create_endpoint(
+            conn,
+            org,
+            url=url,
+            events=events,
+            secret_key=settings.resolved_secret_key(),
+            environment=settings.environment,
+        )
+
+    endpoint, secret = run(work, as_json)
+    emit(
+        {**webhooks.endpoint_json(endpoint), "secret": secret},
+        as_json,
+        f"endpoint {endpoint.id} -> {endpoint.url}\nsecret {secret} (shown once)",
+    )
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    org: str = typer.Option(..., help="Organization id."), as_json: bool = JSON_OPTION
+) -> None:
+    """The organization's webhook endpoints (never their secrets)."""
+    from .webhooks import service as webhooks
+
+    rows = run(lambda conn: webhooks.list_endpoints(conn, org), as_json)
+    found = [webhooks.endpoint_json(row) for row in rows]
+    lines = [
+        f"{e['id']} {'enabled ' if e['enabled'] else 'disabled'} {e['url']} {','.join(e['events'])}"
+        for e in found
+    ]
+    emit({"data": found}, as_json, "\n".join(lines) or "no webhook endpoints")
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(
+    org: str = typer.Option(..., help="Organization id."),
+    limit: int = typer.Option(20, min=1, max=500),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The organization's newest deliveries with every attempt."""
+    from .webhooks import service as webhooks
+
+    found = run(lambda conn: webhooks.list_deliveries(conn, org, limit=limit), as_json)
+    lines = [
+        f"{d['id']} {d['event']:<18} {d['status']:<9} attempts {len(d['attempts'])} "
+        f"{d['lastError'] or ''}"
+        for d in found
+    ]
+    emit({"data": found}, as_json, "\n".join(lines) or "no deliveries")
+
+
+@webhooks_app.command("resend")
+def webhooks_resend(
+    delivery: str = typer.Option(..., help="Delivery id (X-Webhook-Id)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Send a delivery again now, with a fresh retry window."""
+    from .webhooks import service as webhooks
+
+    retry_us = int(get_settings().webhook_retry_hours * 3600 * 1_000_000)
+    row = run(lambda conn: webhooks.resend(conn, delivery, retry_us=retry_us), as_json)
+    emit(
+        {"id": row.id, "status": row.status, "nextAttemptAt": rfc3339(row.next_attempt_at)},
+        as_json,
+        f"delivery {row.id} queued to be sent again",
+    )
+
+
+@webhooks_app.command("disable")
+def webhooks_disable(
+    org: str = typer.Option(..., help="Organization id."),
+    endpoint: str = typer.Option(..., help="Endpoint id."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Stop sending new events to an endpoint."""
+    from .webhooks import service as webhooks
+
+    run(lambda conn: webhooks.set_enabled(conn, org, endpoint, False), as_json)
+    emit({"id": endpoint, "enabled": False}, as_json, f"endpoint {endpoint} disabled")
+
+
+@webhooks_app.command("enable")
+def webhooks_enable(
+    org: str = typer.Option(..., help="Organization id."),
+    endpoint: str = typer.Option(..., help="Endpoint id."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Send events to an endpoint again."""
+    from .webhooks import service as webhooks
+
+    run(lambda conn: webhooks.set_enabled(conn, org, endpoint, True), as_json)
+    emit({"id": endpoint, "enabled": True}, as_json, f"endpoint {endpoint} enabled")
+
+
+@app.command()
+def worker(
+    once: bool = typer.Option(False, "--once", help="Send what is due now, then exit."),
+) -> None:
+    """Deliver webhooks (beside servers started with RELOAD_WEBHOOK_WORKER=false)."""
+    import signal
+    import threading
+
+    from .webhooks.worker import DeliveryWorker
+
+    settings = get_settings()
+    database = open_database(settings)
+    delivery_worker = DeliveryWorker(database, settings)
+    try:
+        if once:
+            tried = delivery_worker.drain()
+            sys.stdout.write(f"{tried} deliveries tried\n")
+            return
+        done = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: done.set())
+        delivery_worker.start()
+        sys.stdout.write("delivering webhooks; stop with Ctrl-C\n")
+        done.wait()
+    finally:
+        delivery_worker.stop()
+        database.close()
 
 
 def main() -> None:

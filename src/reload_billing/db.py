@@ -131,7 +131,7 @@ def is_retryable(error: BaseException) -> bool:
         return False
     orig = error.orig
     sqlstate = getattr(orig, "sqlstate", None)
-    if sqlstate in ("40001", "40P01"):
+    if sqlstate in ("40001", "40P01", "55P03"):  # serialization, deadlock, lock timeout
         return True
     return "database is locked" in str(orig)
 
@@ -289,6 +289,12 @@ class WriteBatcher:
             _reset_deferred(conn)
             try:
                 with conn.begin():
+                    if len(batch) > 1 and not is_sqlite(conn):
+                        # A batch of another server process may hold a row this one
+                        # needs while waiting for one of ours: give up quickly and
+                        # replay one unit at a time (which cannot form such a cycle)
+                        # instead of waiting for the deadlock detector.
+                        conn.exec_driver_sql("SET LOCAL lock_timeout = '200ms'")
                     if len(batch) == 1:
                         # No savepoint needed: a failure rolls the whole thing back.
                         try:
@@ -331,8 +337,9 @@ class Database:
             make_engine(self.url, immediate=False) if is_sqlite(self.engine) else self.engine
         )
         if write_workers <= 0:
-            # SQLite has one writer: one thread batching is the fastest it can go.
-            write_workers = 1 if is_sqlite(self.engine) else 4
+            # One writer thread per process: its batches never wait on each other.
+            # (Several would lock users' rows in different orders and deadlock.)
+            write_workers = 1
         self.writer = WriteBatcher(self.engine, max_batch=max_batch, workers=write_workers)
 
     @property

@@ -409,7 +409,7 @@ def issue_direct(
 
 _TOKEN_QUERY = (
     select(
-        access_tokens.c.id,
+        access_tokens.c.id.label("token_id"),
         access_tokens.c.organization_id,
         access_tokens.c.user_id,
         access_tokens.c.connection_id,
@@ -446,19 +446,30 @@ def _find_token(conn: Connection, organization_id: str, token: str) -> Any | Non
     return row
 
 
+def missing_token() -> Unauthorized:
+    return Unauthorized("the user's access token is required: X-Access-Token", code="missing_token")
+
+
+def invalid_token() -> Unauthorized:
+    return Unauthorized("invalid access token", code="invalid_token")
+
+
 def authenticate_token(conn: Connection, organization_id: str, token: str | None) -> TokenContext:
     if not token:
-        raise Unauthorized(
-            "the user's access token is required: X-Access-Token", code="missing_token"
-        )
+        raise missing_token()
     row = _find_token(conn, organization_id, token)
     if row is None:
-        raise Unauthorized("invalid access token", code="invalid_token")
-    status = token_status(row, db.now_us())
+        raise invalid_token()
+    return token_context(row, db.now_us())
+
+
+def token_context(row: Any, now: int) -> TokenContext:
+    """The context of a token row that belongs to the caller's organization, or 401."""
+    status = token_status(row, now)
     if status != "active":
         raise Unauthorized(f"the access token is {status}", code=f"token_{status}")
     return TokenContext(
-        token_id=row.id,
+        token_id=row.token_id,
         user_id=row.user_id,
         organization_id=row.organization_id,
         connection_id=row.connection_id,
@@ -477,7 +488,7 @@ def introspect(conn: Connection, organization_id: str, token: str) -> dict[str, 
     return {
         "status": status,
         "active": status == "active",
-        "tokenId": row.id,
+        "tokenId": row.token_id,
         "userId": row.user_id,
         "organizationId": row.organization_id,
         "connectionId": row.connection_id,
@@ -506,8 +517,8 @@ def revoke(
         raise NotFound(
             "no such access token for this organization", param="token", code="token_not_found"
         )
-    revoke_where(conn, access_tokens.c.id == row.id, reason)
-    return {"revoked": True, "tokenId": row.id, "status": "revoked"}
+    revoke_where(conn, access_tokens.c.id == row.token_id, reason)
+    return {"revoked": True, "tokenId": row.token_id, "status": "revoked"}
 
 
 def disconnect(conn: Connection, user_id: str, connection_id: str) -> None:

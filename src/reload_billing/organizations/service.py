@@ -104,9 +104,14 @@ _CLIENT_QUERY = select(
 def authenticate_client(conn: Connection, client_id: str, client_secret: str) -> Any:
     """The organization owning these credentials, or 401."""
     row = conn.execute(_CLIENT_QUERY, {"client_id": client_id}).first()
+    check_client_secret(row, client_secret)
+    return row
+
+
+def check_client_secret(row: Any | None, client_secret: str) -> None:
+    """401 unless ``row`` (an organization found by client id) has this secret."""
     if row is None or not secrets_match(client_secret, row.client_secret_hash):
         raise Unauthorized("invalid client credentials", code="invalid_credentials")
-    return row
 
 
 def authenticate_owner(conn: Connection, email: str, password: str) -> Any | None:

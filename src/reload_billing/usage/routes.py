@@ -41,9 +41,17 @@ async def report_usage(request: Request) -> api.JSONResponse:
     fee_percent = api.settings(request).platform_fee_percent
 
     def work(conn: Connection) -> service.Outcome:
-        organization = caller.organization(conn)
-        token = caller.user(conn, organization.id)
-        return service.report_usage(conn, organization, token, report, fee_percent=fee_percent)
+        organization, token, prefetched = service.authenticate(
+            conn,
+            client_id=caller.client_id,
+            client_secret=caller.client_secret,
+            access_token=caller.access_token,
+            agent_id=report.ai_agent_id,
+            idempotency_key=report.idempotency_key,
+        )
+        return service.report_usage(
+            conn, organization, token, report, fee_percent=fee_percent, prefetched=prefetched
+        )
 
     outcome = await api.write(request, work)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None

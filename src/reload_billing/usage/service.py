@@ -17,7 +17,13 @@ from ..ids import new_id
 from ..ledger import service as ledger
 from ..ledger.models import transactions as transactions_table
 from ..money import format_usd, from_nanos, to_nanos
+from ..ids import hash_secret
+from ..oauth import service as oauth
+from ..oauth.models import access_tokens, connections
 from ..oauth.service import TokenContext, event_data
+from ..organizations import service as organizations
+from ..organizations.models import organizations as organizations_table
+from ..webhooks.models import endpoints as webhook_endpoints
 from ..users.models import users
 from ..webhooks import service as webhooks
 from .models import usage_records
@@ -64,12 +70,109 @@ def _check_agent(conn: Connection, organization_id: str, agent_id: str) -> None:
     status = conn.execute(
         _AGENT_STATUS, {"agent_id": agent_id, "organization_id": organization_id}
     ).scalar()
+    _agent_usable(status)
+
+
+def _agent_usable(status: str | None) -> None:
     if status is None:
         raise NotFound(
             "no such agent in this organization", param="aiAgentId", code="agent_not_found"
         )
     if status != agents.ACTIVE:
         raise InvalidRequest("this agent is archived", param="aiAgentId", code="agent_archived")
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    """What the hot path's one context query already learnt (see ``authenticate``)."""
+
+    agent_status: str | None
+    existing_id: str | None
+    has_webhooks: bool
+
+
+# The hot path's one read: the organization by client id, the token by hash with its
+# connection and user, the agent, whether the organization has webhooks, and any
+# record already made with this idempotency key.
+_CONTEXT = (
+    select(
+        organizations_table.c.id.label("organization_id"),
+        organizations_table.c.environment,
+        organizations_table.c.earnings_account_id,
+        organizations_table.c.client_secret_hash,
+        access_tokens.c.id.label("token_id"),
+        access_tokens.c.organization_id.label("token_organization_id"),
+        access_tokens.c.user_id,
+        access_tokens.c.connection_id,
+        access_tokens.c.scopes,
+        access_tokens.c.agent_ids,
+        access_tokens.c.expires_at,
+        access_tokens.c.revoked_at,
+        connections.c.status.label("connection_status"),
+        connections.c.limit_per_charge,
+        connections.c.limit_daily,
+        connections.c.limit_monthly,
+        users.c.billing_account_id,
+        agents_table.c.status.label("agent_status"),
+        usage_records.c.id.label("existing_id"),
+        exists()
+        .where(
+            and_(
+                webhook_endpoints.c.organization_id == organizations_table.c.id,
+                webhook_endpoints.c.enabled,
+            )
+        )
+        .label("has_webhooks"),
+    )
+    .select_from(organizations_table)
+    .outerjoin(access_tokens, access_tokens.c.token_hash == bindparam("token_hash"))
+    .outerjoin(connections, connections.c.id == access_tokens.c.connection_id)
+    .outerjoin(users, users.c.id == access_tokens.c.user_id)
+    .outerjoin(
+        agents_table,
+        and_(
+            agents_table.c.id == bindparam("agent_id"),
+            agents_table.c.organization_id == organizations_table.c.id,
+        ),
+    )
+    .outerjoin(
+        usage_records,
+        and_(
+            usage_records.c.organization_id == organizations_table.c.id,
+            usage_records.c.idempotency_key == bindparam("key"),
+        ),
+    )
+    .where(organizations_table.c.client_id == bindparam("client_id"))
+)
+
+
+def authenticate(
+    conn: Connection,
+    *,
+    client_id: str,
+    client_secret: str,
+    access_token: str | None,
+    agent_id: str,
+    idempotency_key: str | None,
+) -> tuple[Organization, TokenContext, Prefetched]:
+    """Client credentials, access token and what a usage report needs, in one query."""
+    row = conn.execute(
+        _CONTEXT,
+        {
+            "client_id": client_id,
+            "token_hash": hash_secret(access_token) if access_token else "",
+            "agent_id": agent_id,
+            "key": idempotency_key,
+        },
+    ).first()
+    organizations.check_client_secret(row, client_secret)
+    organization = Organization(row.organization_id, row.environment, row.earnings_account_id)
+    if not access_token:
+        raise oauth.missing_token()
+    if row.token_id is None or row.token_organization_id != organization.id:
+        raise oauth.invalid_token()
+    token = oauth.token_context(row, db.now_us())
+    return organization, token, Prefetched(row.agent_status, row.existing_id, row.has_webhooks)
 
 
 def report_usage(
@@ -79,19 +182,23 @@ def report_usage(
     report: UsageReport,
     *,
     fee_percent: Decimal,
+    prefetched: Prefetched | None = None,
 ) -> Outcome:
     token.require("usage_reporting")
     if report.charge_user:
         token.require("payment")
     token.require_agent(report.ai_agent_id)
     body_hash = request_hash(report, token.user_id)
-    if report.idempotency_key is not None:
+    if report.idempotency_key is not None and (prefetched is None or prefetched.existing_id):
         existing = conn.execute(
             _BY_KEY, {"organization_id": organization.id, "key": report.idempotency_key}
         ).first()
         if existing is not None:
             return _repeat(conn, organization, token, existing, body_hash, fee_percent)
-    _check_agent(conn, organization.id, report.ai_agent_id)
+    if prefetched is None:
+        _check_agent(conn, organization.id, report.ai_agent_id)
+    else:
+        _agent_usable(prefetched.agent_status)
     now = db.now_us()
     record_id = new_id("use")
     total = to_nanos(report.total_cost)
@@ -128,7 +235,8 @@ def report_usage(
             transactions.append(transaction_json(posted))
     conn.execute(_INSERT_RECORD, values)
     record = record_json(values, transactions)
-    _announce(conn, organization, token.user_id, values, transactions)
+    if prefetched is None or prefetched.has_webhooks:
+        _announce(conn, organization, token.user_id, values, transactions)
     return Outcome(402 if values["status"] == FAILED else 201, record)
 
 
