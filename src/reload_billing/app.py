@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import api
 from .config import Settings, get_settings
 from .db import Database
+from .developer.routes import router as developer_router
 from .errors import ReloadError
 from .ledger import service as ledger
 from .middleware import EdgeMiddleware, Metrics, PageSessions
@@ -26,6 +27,8 @@ from .ratelimit import RateLimiter
 from .usage.routes import router as usage_router
 from .users.routes import router as users_router
 from .web.pages import HERE as WEB_DIR
+from .webhooks.routes import router as webhooks_router
+from .webhooks.worker import DeliveryWorker
 
 log = logging.getLogger("reload")
 
@@ -85,9 +88,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         db.write(ledger.ensure_system_accounts)
         db.start()
+        # The webhook delivery worker (off: run `reload worker` beside the server).
+        worker = DeliveryWorker(db, settings) if settings.webhook_worker else None
+        if worker is not None:
+            worker.start()
         try:
             yield
         finally:
+            if worker is not None:
+                worker.stop()
             db.close()
 
     app = FastAPI(
@@ -112,6 +121,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(usage_router)
     app.include_router(oauth_router)
     app.include_router(users_router)
+    app.include_router(developer_router)
+    app.include_router(webhooks_router)
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
 
     @app.get("/healthz", tags=["operations"])

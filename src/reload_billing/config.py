@@ -30,6 +30,17 @@ class Settings(BaseSettings):
     write_batch_size: int = Field(default=256, ge=1)
     write_workers: int = Field(default=0, ge=0)
     log_level: str = "info"
+    # Webhook delivery: a worker runs inside `reload serve` unless turned off here
+    # (then run `reload worker`). Retries back off exponentially from
+    # webhook_backoff_seconds up to webhook_backoff_max_seconds, with jitter, for
+    # webhook_retry_hours after the event; then the delivery is marked failed.
+    webhook_worker: bool = True
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_backoff_seconds: float = Field(default=10.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    webhook_retry_hours: float = Field(default=24.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_concurrency: int = Field(default=8, ge=1)
 
     @property
     def is_sqlite(self) -> bool:

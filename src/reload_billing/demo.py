@@ -1,5 +1,7 @@
 """Demo data for ``make run``: an organization, an agent, a user with 10 USD who
-has connected the demo app, and that connection's access token.
+has connected the demo app, and that connection's access token; and, once, three
+weeks of realistic usage (three agents, several models, three users, failed and
+refunded charges) so that the account and the developer portal show something.
 
 Secrets are stored hashed, so the demo's plain credentials are kept in a file
 beside the embedded database (``.reload/demo.json``), for the sandbox only.
@@ -14,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from . import demo_usage
 from .agents import service as agents
 from .config import Settings
 from .db import Database
@@ -38,14 +41,17 @@ def ensure_demo(database: Database, settings: Settings, path: Path) -> dict[str,
                 organizations_table.c.owner_email == DEMO_ORG_EMAIL
             )
         ).first()
+    info: dict[str, Any] = {}
     if exists is not None and path.exists():
-        info: dict[str, Any] = json.loads(path.read_text())
-        if info.get("organizationId") == exists.id:
-            return info
-    info = database.write(lambda conn: _create(conn, settings))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(info, indent=2))
-    path.chmod(0o600)
+        info = json.loads(path.read_text())
+        if info.get("organizationId") != exists.id:
+            info = {}
+    if not info:
+        info = database.write(lambda conn: _create(conn, settings))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(info, indent=2))
+        path.chmod(0o600)
+    database.write(lambda conn: demo_usage.seed(conn, settings, info))
     return info
 
 

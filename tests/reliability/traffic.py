@@ -111,8 +111,9 @@ class Traffic:
             "totalCost": cost,
             "chargeUser": True,
             "idempotencyKey": key,
-            "inputTokens": number,
         }
+        if not key.startswith("shared-"):
+            body["inputTokens"] = number
         answer = self.send(tenant, "/v1/tp/usage", body, {})
         if answer["status"] == 201 and not key.startswith("shared-"):
             record = json.loads(answer["body"], parse_float=Decimal)["data"]

@@ -88,7 +88,9 @@ class AsyncReload(_AsyncUsageReading):
         max_backoff: float = 8.0,
     ) -> None:
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
-            raise TypeError("AsyncReload needs an asynchronous transport (httpx.AsyncBaseTransport)")
+            raise TypeError(
+                "AsyncReload needs an asynchronous transport (httpx.AsyncBaseTransport)"
+            )
         self.config = _base.resolve_config(
             client_id, client_secret, base_url, timeout, max_retries, backoff, max_backoff
         )

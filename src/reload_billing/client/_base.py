@@ -115,7 +115,9 @@ def resolve_config(
         client_secret=client_secret,
         base_url=base_url,
         timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
-        retry=RetryPolicy(max_retries=max_retries, initial_backoff=backoff, max_backoff=max_backoff),
+        retry=RetryPolicy(
+            max_retries=max_retries, initial_backoff=backoff, max_backoff=max_backoff
+        ),
     )
 
 
@@ -169,7 +171,9 @@ def _page(envelope: dict[str, Any]) -> Page[UsageRecord]:
     return Page[UsageRecord].model_validate({"data": envelope.get("data") or [], **pagination})
 
 
-def _post(path: str, body: Mapping[str, Any], parse: Callable[[dict[str, Any]], T], **kw: Any) -> Call[T]:
+def _post(
+    path: str, body: Mapping[str, Any], parse: Callable[[dict[str, Any]], T], **kw: Any
+) -> Call[T]:
     return Call("POST", path, parse, body=_json.encode(body), **kw)
 
 
@@ -238,7 +242,13 @@ REPORT_FIELDS = {
 MONEY_FIELDS = frozenset(
     {"total_cost", "cost_before_tax", "tax_rate", "tax_amount", "internal_tokens_or_credits"}
 )
-PRICING_FIELDS = ("llm_model", "llm_provider", "input_tokens", "output_tokens", "processing_time_ms")
+PRICING_FIELDS = (
+    "llm_model",
+    "llm_provider",
+    "input_tokens",
+    "output_tokens",
+    "processing_time_ms",
+)
 PRICING_ONLY_FIELDS = frozenset({"price", "cached_input_tokens", "cache_write_input_tokens"})
 
 
@@ -484,9 +494,7 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return max(0.0, seconds)
 
 
-def error_from_response(
-    status_code: int, content: bytes, headers: Mapping[str, str]
-) -> APIError:
+def error_from_response(status_code: int, content: bytes, headers: Mapping[str, str]) -> APIError:
     """The exception for an error answer; never raises while building it."""
     headers = httpx.Headers(headers)
     body: Any
@@ -562,7 +570,11 @@ def status_retry_delay(
         return None
     retryable = (
         isinstance(error, RateLimitError)
-        or (call.retry_safe and isinstance(error, APIStatusError) and (error.status_code or 0) >= 500)
+        or (
+            call.retry_safe
+            and isinstance(error, APIStatusError)
+            and (error.status_code or 0) >= 500
+        )
         or (
             call.retry_safe
             and isinstance(error, IdempotencyConflictError)

@@ -279,6 +279,21 @@ def _reserve_limit(
     return result.rowcount == 1
 
 
+def _release_limits(conn: Connection, connection_id: str, periods: list[str], amount: int) -> None:
+    """Take back what :func:`_reserve_limit` added for a charge that was then refused."""
+    if periods:
+        conn.execute(
+            update(spending_counters)
+            .where(
+                and_(
+                    spending_counters.c.connection_id == connection_id,
+                    spending_counters.c.period.in_(periods),
+                )
+            )
+            .values(spent=spending_counters.c.spent - amount)
+        )
+
+
 def check_limits(
     conn: Connection, connection_id: str | None, limits: Limits, amount: int
 ) -> str | None:
@@ -321,22 +336,27 @@ def charge(
 ) -> Posted:
     """Debit the user, credit the organization less the platform fee.
 
-    Raises :class:`ChargeRefused` (and changes nothing: the caller's savepoint is
-    rolled back) when a limit or the balance does not allow it.
+    Raises :class:`ChargeRefused` and changes nothing when a limit or the balance
+    does not allow it: callers catch it and record a failed charge in the same
+    transaction, so what was already added to a spending counter is taken back.
     """
+    reserved: list[str] = []
     if limits.any and connection_id is not None:
         if limits.per_charge is not None and amount > limits.per_charge:
             raise ChargeRefused("spending_limit_exceeded", "over the per-charge limit")
         day_key, month_key = _period_keys(db.now_us())
-        if limits.daily is not None and not _reserve_limit(
-            conn, connection_id, day_key, amount, limits.daily
-        ):
-            raise ChargeRefused("spending_limit_exceeded", "over the daily limit")
-        if limits.monthly is not None and not _reserve_limit(
-            conn, connection_id, month_key, amount, limits.monthly
-        ):
-            raise ChargeRefused("spending_limit_exceeded", "over the monthly limit")
+        if limits.daily is not None:
+            if not _reserve_limit(conn, connection_id, day_key, amount, limits.daily):
+                raise ChargeRefused("spending_limit_exceeded", "over the daily limit")
+            reserved.append(day_key)
+        if limits.monthly is not None:
+            if not _reserve_limit(conn, connection_id, month_key, amount, limits.monthly):
+                _release_limits(conn, connection_id, reserved, amount)
+                raise ChargeRefused("spending_limit_exceeded", "over the monthly limit")
+            reserved.append(month_key)
     if amount > 0 and not _debit(conn, billing_account_id, amount):
+        if connection_id is not None:
+            _release_limits(conn, connection_id, reserved, amount)
         raise ChargeRefused("insufficient_balance", "the billing account's balance is too low")
     fee = split_fee(amount, fee_percent)
     posted = _post(

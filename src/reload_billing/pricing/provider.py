@@ -99,7 +99,12 @@ def provider_cost(
     return ProviderCost(
         model=price.model.id,
         provider=price.provider.id,
-        input_cost=Decimal(price.input_price),
-        output_cost=Decimal(price.output_price),
-        total_cost=Decimal(price.total_price),
+        input_cost=_exact(price.input_price),
+        output_cost=_exact(price.output_price),
+        total_cost=_exact(price.total_price),
     )
+
+
+def _exact(value: object) -> Decimal:
+    # genai-prices computes in Decimal; str() guards against a float ever slipping in.
+    return value if isinstance(value, Decimal) else Decimal(str(value))

@@ -13,19 +13,18 @@ from .. import db
 from ..agents import service as agents
 from ..agents.models import agents as agents_table
 from ..errors import Conflict, InvalidRequest, NotFound
-from ..ids import new_id
+from ..ids import hash_secret, new_id
 from ..ledger import service as ledger
 from ..ledger.models import transactions as transactions_table
 from ..money import format_usd, from_nanos, to_nanos
-from ..ids import hash_secret
 from ..oauth import service as oauth
 from ..oauth.models import access_tokens, connections
 from ..oauth.service import TokenContext, event_data
 from ..organizations import service as organizations
 from ..organizations.models import organizations as organizations_table
-from ..webhooks.models import endpoints as webhook_endpoints
 from ..users.models import users
 from ..webhooks import service as webhooks
+from ..webhooks.models import endpoints as webhook_endpoints
 from .models import usage_records
 from .schemas import PreviewCharge, RefundRequest, UsageReport, request_hash
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 from . import format as fmt
 
-WIDTH = 720
-HEIGHT = 220
-LEFT = 56  # room for the axis labels
-BOTTOM = 24
+WIDTH = 960
+HEIGHT = 250
+LEFT = 60  # room for the axis labels
+BOTTOM = 26
 TOP = 8
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 
 from ..db import from_us
 from ..money import CREDITS_PER_USD, from_nanos
@@ -26,6 +26,26 @@ def money(nanos: int | None, min_places: int = 2) -> str:
     if nanos is None:
         return "—"
     text = _grouped(from_nanos(int(nanos)), min_places)
+    return f"-${text[1:]}" if text.startswith("-") else f"${text}"
+
+
+def money_total(nanos: int | None) -> str:
+    """Sums, to the cent (half-even); a non-zero sum under a cent is "<$0.01".
+    The pages put the exact amount in a title beside it; CSV files are exact."""
+    if nanos is None:
+        return "—"
+    amount = from_nanos(int(nanos))
+    cents = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+    if cents == 0 and amount != 0:
+        return "<$0.01" if amount > 0 else "-<$0.01"
+    text = _grouped(cents, 2)
+    return f"-${text[1:]}" if text.startswith("-") else f"${text}"
+
+
+def balance(nanos: int) -> str:
+    """A balance, rounded down to the cent: never more than can be spent."""
+    amount = from_nanos(int(nanos)).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+    text = _grouped(amount, 2)
     return f"-${text[1:]}" if text.startswith("-") else f"${text}"
 
 
@@ -81,6 +101,8 @@ def plain_amount(nanos: int | None) -> str:
 FILTERS = {
     "money": money,
     "money_short": money_short,
+    "money_total": money_total,
+    "balance": balance,
     "credits_text": credits,
     "number": number,
     "when": datetime_text,

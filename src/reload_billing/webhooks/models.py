@@ -11,9 +11,13 @@ endpoints = Table(
     Column("organization_id", ForeignKey("organizations.id"), nullable=False),
     Column("url", String(2000), nullable=False),
     Column("events", String(500), nullable=False),  # comma separated
-    Column("secret", String(200), nullable=False),  # sealed with the server key
+    # The signing secret is never stored: it is derived from the server's secret key,
+    # the endpoint id and this random nonce (see service.endpoint_secret); rotating the
+    # secret is a new nonce.
+    Column("secret_nonce", String(64), nullable=False),
     Column("enabled", Boolean, nullable=False),
     Column("created_at", Timestamp, nullable=False),
+    Column("deleted_at", Timestamp, nullable=True),
     Index("ix_webhook_endpoints_org", "organization_id"),
 )
 
@@ -27,14 +31,21 @@ deliveries = Table(
     Column("event", String(40), nullable=False),
     Column("payload", Text, nullable=False),
     Column("status", String(20), nullable=False),  # pending | delivered | failed
+    # Attempts since the delivery was created or last re-sent (sets the backoff).
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", Timestamp, nullable=False),
+    # A worker's claim: nobody else sends this delivery until locked_until.
     Column("locked_until", Timestamp, nullable=True),
+    Column("lock_token", String(40), nullable=True),
+    # When to stop retrying; NULL: created_at plus the retry window.
+    Column("give_up_at", Timestamp, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("created_at", Timestamp, nullable=False),
     Column("delivered_at", Timestamp, nullable=True),
     Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+    Index("ix_webhook_deliveries_org_created", "organization_id", "created_at"),
 )
 
 attempts = Table(

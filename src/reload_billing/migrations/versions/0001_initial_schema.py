@@ -246,9 +246,10 @@ def upgrade() -> None:
         sa.Column("organization_id", sa.String(length=40), nullable=False),
         sa.Column("url", sa.String(length=2000), nullable=False),
         sa.Column("events", sa.String(length=500), nullable=False),
-        sa.Column("secret", sa.String(length=200), nullable=False),
+        sa.Column("secret_nonce", sa.String(length=64), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.Column("deleted_at", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(
             ["organization_id"],
             ["organizations.id"],
@@ -315,6 +316,9 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.BigInteger(), nullable=False),
         sa.Column("locked_until", sa.BigInteger(), nullable=True),
+        sa.Column("lock_token", sa.String(length=40), nullable=True),
+        sa.Column("give_up_at", sa.BigInteger(), nullable=True),
+        sa.Column("last_status_code", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("delivered_at", sa.BigInteger(), nullable=True),
@@ -331,6 +335,9 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             "ix_webhook_deliveries_endpoint", ["endpoint_id", "created_at"], unique=False
+        )
+        batch_op.create_index(
+            "ix_webhook_deliveries_org_created", ["organization_id", "created_at"], unique=False
         )
 
     op.create_table(
@@ -361,6 +368,7 @@ def downgrade() -> None:
 
     op.drop_table("webhook_attempts")
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_deliveries_org_created")
         batch_op.drop_index("ix_webhook_deliveries_endpoint")
         batch_op.drop_index("ix_webhook_deliveries_due")
 
