@@ -471,8 +471,8 @@ def main() -> None:
     try:
         from .client.cli import register
     except ImportError:  # the SDK's commands are optional
-        register = None
-    if register is not None:
+        pass
+    else:
         register(app)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     app()

@@ -79,9 +79,9 @@ class EdgeMiddleware:
 class PageSessions:
     """Signed cookie sessions, only where there are pages (not on /v1/tp)."""
 
-    def __init__(self, app: ASGIApp, **options: Any) -> None:
+    def __init__(self, app: ASGIApp, *args: Any, **options: Any) -> None:
         self.app = app
-        self.with_sessions = SessionMiddleware(app, **options)
+        self.with_sessions = SessionMiddleware(app, *args, **options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(("/v1/", "/healthz", "/metrics")):

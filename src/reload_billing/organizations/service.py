@@ -108,10 +108,11 @@ def authenticate_client(conn: Connection, client_id: str, client_secret: str) ->
     return row
 
 
-def check_client_secret(row: Any | None, client_secret: str) -> None:
-    """401 unless ``row`` (an organization found by client id) has this secret."""
+def check_client_secret(row: Any | None, client_secret: str) -> Any:
+    """``row`` (an organization found by client id) if it has this secret, else 401."""
     if row is None or not secrets_match(client_secret, row.client_secret_hash):
         raise Unauthorized("invalid client credentials", code="invalid_credentials")
+    return row
 
 
 def authenticate_owner(conn: Connection, email: str, password: str) -> Any | None:

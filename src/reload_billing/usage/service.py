@@ -155,7 +155,7 @@ def authenticate(
     idempotency_key: str | None,
 ) -> tuple[Organization, TokenContext, Prefetched]:
     """Client credentials, access token and what a usage report needs, in one query."""
-    row = conn.execute(
+    found = conn.execute(
         _CONTEXT,
         {
             "client_id": client_id,
@@ -164,7 +164,7 @@ def authenticate(
             "key": idempotency_key,
         },
     ).first()
-    organizations.check_client_secret(row, client_secret)
+    row = organizations.check_client_secret(found, client_secret)
     organization = Organization(row.organization_id, row.environment, row.earnings_account_id)
     if not access_token:
         raise oauth.missing_token()
