@@ -24,7 +24,10 @@ test: setup-test
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(STAMP) setup-test
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/analytics.py
+	$(BIN)/python bench/web_pages.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
