@@ -407,22 +407,24 @@ def issue_direct(
 
 # --- using tokens ---------------------------------------------------------------
 
+# What token_context() reads: the token, its connection and the user's account.
+TOKEN_COLUMNS = (
+    access_tokens.c.id.label("token_id"),
+    access_tokens.c.organization_id.label("token_organization_id"),
+    access_tokens.c.user_id,
+    access_tokens.c.connection_id,
+    access_tokens.c.scopes,
+    access_tokens.c.agent_ids,
+    access_tokens.c.expires_at,
+    access_tokens.c.revoked_at,
+    connections.c.status.label("connection_status"),
+    connections.c.limit_per_charge,
+    connections.c.limit_daily,
+    connections.c.limit_monthly,
+    users_table.c.billing_account_id,
+)
 _TOKEN_QUERY = (
-    select(
-        access_tokens.c.id.label("token_id"),
-        access_tokens.c.organization_id,
-        access_tokens.c.user_id,
-        access_tokens.c.connection_id,
-        access_tokens.c.scopes,
-        access_tokens.c.agent_ids,
-        access_tokens.c.expires_at,
-        access_tokens.c.revoked_at,
-        connections.c.status.label("connection_status"),
-        connections.c.limit_per_charge,
-        connections.c.limit_daily,
-        connections.c.limit_monthly,
-        users_table.c.billing_account_id,
-    )
+    select(*TOKEN_COLUMNS)
     .join(connections, connections.c.id == access_tokens.c.connection_id)
     .join(users_table, users_table.c.id == access_tokens.c.user_id)
     .where(access_tokens.c.token_hash == bindparam("token_hash"))
@@ -441,7 +443,7 @@ def token_status(row: Any, now: int) -> str:
 
 def _find_token(conn: Connection, organization_id: str, token: str) -> Any | None:
     row = conn.execute(_TOKEN_QUERY, {"token_hash": hash_secret(token)}).first()
-    if row is None or row.organization_id != organization_id:
+    if row is None or row.token_organization_id != organization_id:
         return None
     return row
 
@@ -471,7 +473,7 @@ def token_context(row: Any, now: int) -> TokenContext:
     return TokenContext(
         token_id=row.token_id,
         user_id=row.user_id,
-        organization_id=row.organization_id,
+        organization_id=row.token_organization_id,
         connection_id=row.connection_id,
         scopes=frozenset(row.scopes.split()),
         agent_ids=frozenset(row.agent_ids.split(",")) if row.agent_ids else None,
@@ -490,7 +492,7 @@ def introspect(conn: Connection, organization_id: str, token: str) -> dict[str, 
         "active": status == "active",
         "tokenId": row.token_id,
         "userId": row.user_id,
-        "organizationId": row.organization_id,
+        "organizationId": row.token_organization_id,
         "connectionId": row.connection_id,
         "permissions": row.scopes.split(),
         "scope": row.scopes,
