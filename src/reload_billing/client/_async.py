@@ -153,7 +153,6 @@ class AsyncReload(_AsyncUsageReading):
                     params=call.params,
                     content=call.body,
                     headers=call.request_headers(self.config, access_token),
-                    timeout=self.config.timeout,
                 )
             except httpx.TransportError as error:
                 delay = _base.transport_retry_delay(call, error, attempt, policy)

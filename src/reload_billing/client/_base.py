@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, Protocol, TypedDict, TypeVar
 from urllib.parse import quote
@@ -48,7 +49,8 @@ from .models import (
 )
 
 T = TypeVar("T")
-MoneyInput = Any  # Decimal | int | str; anything else is refused at run time.
+# Amounts: never float (refused at run time too, with a TypeError).
+MoneyInput = Decimal | int | str
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 30.0
