@@ -29,6 +29,9 @@ bench: $(STAMP) setup-test
 	$(BIN)/python bench/analytics.py
 	$(BIN)/python bench/web_pages.py
 
+screenshots: setup-test
+	$(BIN)/python scripts/screenshots.py --out docs/screenshots
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench

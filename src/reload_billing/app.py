@@ -12,18 +12,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import generate_latest
-from sqlalchemy import text
+from sqlalchemy import exc, text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import api
+from . import api, openapi
 from .config import Settings, get_settings
-from .db import Database
+from .db import Database, is_retryable
 from .developer.routes import router as developer_router
 from .errors import ReloadError
+from .guard import InputGuard
 from .ledger import service as ledger
 from .middleware import EdgeMiddleware, Metrics, PageSessions
 from .oauth.routes import router as oauth_router
-from .ratelimit import RateLimiter
+from .ratelimit import ClientRateLimit, RateLimiter
+from .reports.routes import router as reports_router
 from .usage.routes import router as usage_router
 from .users.routes import router as users_router
 from .web.pages import HERE as WEB_DIR
@@ -64,6 +66,39 @@ async def _validation_error(_request: Request, error: Exception) -> Response:
         "error": {"code": "invalid_request", "message": message, "param": param},
     }
     return api.JSONResponse(body, 400)
+
+
+async def _data_error(request: Request, error: Exception) -> Response:
+    """A value the database cannot store (SQLSTATE class 22): bad input, not a bug
+    of ours; the inputs are checked before, this is the net under those checks."""
+    assert isinstance(error, exc.DataError)
+    log.warning(
+        "the database refused a value on %s (%s)",
+        request.url.path,
+        getattr(error.orig, "sqlstate", None) or type(error.orig).__name__,
+    )
+    message = "a value in this request cannot be stored"
+    body = {
+        "status": "error",
+        "message": message,
+        "error": {"code": "invalid_request", "message": message},
+    }
+    return api.JSONResponse(body, 400)
+
+
+async def _database_busy(request: Request, error: Exception) -> Response:
+    """Deadlocks, serialization failures and lock timeouts are retried inside the
+    server (db.py); one that outlasts every retry is 503, never 500."""
+    if not is_retryable(error):
+        return await _unexpected(request, error)
+    log.warning("database busy on %s after retries: %s", request.url.path, type(error).__name__)
+    message = "the database is busy; retry after the Retry-After seconds"
+    body = {
+        "status": "error",
+        "message": message,
+        "error": {"code": "service_unavailable", "message": message},
+    }
+    return api.JSONResponse(body, 503, {"Retry-After": "1"})
 
 
 async def _unexpected(_request: Request, error: Exception) -> Response:
@@ -116,6 +151,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_exception_handler(ReloadError, _reload_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(exc.DataError, _data_error)
+    app.add_exception_handler(exc.DBAPIError, _database_busy)
     app.add_exception_handler(Exception, _unexpected)
 
     app.include_router(usage_router)
@@ -123,6 +160,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(users_router)
     app.include_router(developer_router)
     app.include_router(webhooks_router)
+    app.include_router(reports_router)
+    openapi.install(app)
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
 
     @app.get("/healthz", tags=["operations"])
@@ -136,6 +175,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         body = generate_latest(metrics.registry)
         return Response(body, media_type="text/plain; version=0.0.4")
 
+    app.add_middleware(InputGuard, max_header_bytes=settings.max_header_bytes)
+    app.add_middleware(
+        ClientRateLimit,
+        rate=settings.rate_limit_per_second,
+        burst=settings.rate_limit_burst,
+    )
     app.add_middleware(
         PageSessions,
         secret_key=settings.resolved_secret_key(),

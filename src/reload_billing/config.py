@@ -26,10 +26,19 @@ class Settings(BaseSettings):
     auth_code_ttl_seconds: int = Field(default=600, ge=10)
     base_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Request headers, all together (more: 431); a reverse proxy may bound them first.
+    max_header_bytes: int = Field(default=32_768, ge=1024)
     # Group commit: how many write requests may share one database transaction.
     write_batch_size: int = Field(default=256, ge=1)
     write_workers: int = Field(default=0, ge=0)
     log_level: str = "info"
+    # The developer API's rate limit per client (per server process): a token bucket
+    # refilled at rate_limit_per_second, holding up to rate_limit_burst; beyond it
+    # calls get 429 with Retry-After. 0 turns it off. The default stays above what
+    # one process serves, so that only a runaway client meets it; lower it on a
+    # server shared by many organizations.
+    rate_limit_per_second: float = Field(default=10_000, ge=0)
+    rate_limit_burst: int = Field(default=20_000, ge=1)
     # Webhook delivery: a worker runs inside `reload serve` unless turned off here
     # (then run `reload worker`). Retries back off exponentially from
     # webhook_backoff_seconds up to webhook_backoff_max_seconds, with jitter, for

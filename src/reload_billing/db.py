@@ -15,14 +15,25 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, Connection, Engine, MetaData, Table, create_engine, event, exc
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    cast,
+    create_engine,
+    event,
+    exc,
+    func,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.pool import NullPool
@@ -123,6 +134,42 @@ def insert_ignore(conn: Connection, table: Table, **values: Any) -> None:
         conn.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing())
     else:
         conn.execute(pg_insert(table).values(**values).on_conflict_do_nothing())
+
+
+def upsert_add(
+    conn: Connection,
+    table: Table,
+    rows: list[dict[str, Any]],
+    *,
+    key: Sequence[str],
+    add: Sequence[str],
+) -> None:
+    """INSERT each row, or, when its primary key exists, add its ``add`` columns to
+    the stored ones (``ON CONFLICT DO UPDATE SET c = c + excluded.c``)."""
+    if not rows:
+        return
+    cache_key = (table.name, conn.dialect.name, tuple(key), tuple(add))
+    statement = _UPSERTS.get(cache_key)
+    if statement is None:
+        # Built once: building a statement costs more than running it.
+        insert = sqlite_insert(table) if is_sqlite(conn) else pg_insert(table)
+        statement = insert.on_conflict_do_update(
+            index_elements=list(key),
+            set_={name: table.c[name] + insert.excluded[name] for name in add},
+        )
+        _UPSERTS[cache_key] = statement
+    conn.execute(statement, rows)
+
+
+_UPSERTS: dict[tuple[Any, ...], Any] = {}
+
+
+def floor_int(conn: Connection, value: Any) -> Any:
+    """FLOOR of a non-negative float, as an integer, alike on both engines (a CAST
+    truncates on SQLite but rounds on PostgreSQL)."""
+    if is_sqlite(conn):
+        return cast(value, BigInteger)
+    return cast(func.floor(value), BigInteger)
 
 
 def is_retryable(error: BaseException) -> bool:

@@ -143,7 +143,8 @@ def describe(info: dict[str, Any]) -> str:
             f"  Agent id         {info['agentId']}",
             f"  Developer portal {info['baseUrl']}/developer  "
             f"({info['developerEmail']} / {info['developerPassword']})",
-            f"  User account     {info['baseUrl']}/  ({info['userEmail']} / {info['userPassword']})",
+            f"  User account     {info['baseUrl']}/  "
+            f"({info['userEmail']} / {info['userPassword']})",
             f"  Access token     {info['accessToken']}",
             "",
             "Report a charged usage (run it twice: the idempotency key charges once):",

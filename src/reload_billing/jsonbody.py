@@ -55,7 +55,46 @@ def parse_object(raw: bytes, *, optional: bool = False) -> dict[str, Any]:
         raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
     if _depth(value, MAX_DEPTH) > MAX_DEPTH:
         raise InvalidRequest(f"JSON nested deeper than {MAX_DEPTH} levels", code="invalid_json")
+    if "\\u" in text:  # only escapes can smuggle in NUL or a lone surrogate
+        _check_text(value)
     return value
+
+
+def _storable(text: str) -> bool:
+    """Text every database can store: UTF-8 encodable and without NUL."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800"
+        return False
+    return True
+
+
+def _check_text(value: Any) -> None:
+    """400 naming the first key or string that holds NUL or a lone surrogate."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if not _storable(item):
+                raise InvalidRequest(
+                    f"{path or 'the body'} holds a NUL character or a lone surrogate",
+                    param=path or None,
+                    code="invalid_field",
+                )
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                child_path = f"{path}.{key}" if path else str(key)
+                if not _storable(key):
+                    raise InvalidRequest(
+                        "a field name holds a NUL character or a lone surrogate",
+                        param=path or None,
+                        code="invalid_field",
+                    )
+                stack.append((child, child_path))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{n}]") for n, child in enumerate(item))
 
 
 def _default(value: Any) -> Any:

@@ -77,14 +77,19 @@ class EdgeMiddleware:
 
 
 class PageSessions:
-    """Signed cookie sessions, only where there are pages (not on /v1/tp)."""
+    """Signed cookie sessions, only where there are pages (not on /v1/tp). The
+    cookie is Secure whenever the page is served over HTTPS (directly, or behind a
+    trusted proxy that says so), even if the configured base URL is plain http."""
 
     def __init__(self, app: ASGIApp, *args: Any, **options: Any) -> None:
         self.app = app
         self.with_sessions = SessionMiddleware(app, *args, **options)
+        self.with_secure_sessions = SessionMiddleware(app, *args, **{**options, "https_only": True})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(("/v1/", "/healthz", "/metrics")):
             await self.app(scope, receive, send)
+        elif scope.get("scheme") in ("https", "wss"):
+            await self.with_secure_sessions(scope, receive, send)
         else:
             await self.with_sessions(scope, receive, send)

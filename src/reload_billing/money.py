@@ -73,7 +73,8 @@ def _normalize(amount: Decimal) -> Decimal:
     # normalize() would write 100 as 1E+2; keep a plain exponent of 0 for integers.
     normalized = amount.normalize()
     if normalized == normalized.to_integral_value():
-        return normalized.quantize(Decimal(1))
+        # Through int: exact at any size (quantize fails beyond 28 digits).
+        return Decimal(int(normalized))
     return normalized
 
 

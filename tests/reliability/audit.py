@@ -17,15 +17,18 @@ from typing import Any
 
 from sqlalchemy import select
 
+from reload_billing import jsonbody
 from reload_billing.db import Database
 from reload_billing.ledger import service as ledger
 from reload_billing.ledger.models import accounts, transactions
 from reload_billing.money import to_nanos
+from reload_billing.usage import service as usage
 from reload_billing.usage.models import usage_records
 from tests.reliability.servers import ROOT, run_cli
 from tests.reliability.traffic import nanos
 
 FIGURES = ROOT / ".reload" / "reliability"
+LATER_FIELDS = {"refundedAmount", "transactions", "updatedAt"}
 
 
 @dataclass
@@ -112,6 +115,17 @@ def audit(
             row = records.get((org, answer["key"]))
             assert row is not None, f"answered {answer['status']} but not in the database: {answer}"
             assert row.id == data["id"], (row, answer)
+            # Every field as answered (refunds may come later and change only those).
+            stored = json.loads(
+                jsonbody.dumps(usage.record_json(row._mapping, [])), parse_float=Decimal
+            )
+            for name in set(data) | set(stored):
+                if name not in LATER_FIELDS:
+                    assert stored.get(name) == data.get(name), (
+                        name,
+                        stored.get(name),
+                        data.get(name),
+                    )
             assert row.total_cost == to_nanos(Decimal(answer["cost"])) == nanos(data["totalCost"])
             charges = by_record[row.id]["charge"]
             if answer["status"] == 201:
@@ -159,7 +173,7 @@ def audit(
                 ids = {t["id"] for t in _data(a)["transactions"] if t["type"] == "usage"}
                 assert ids == {charges[0].id}, (row, a)
             charged_from_answers[row.id] = row.charged_amount
-            record_owner[row.id] = [i for i, o in enumerate(orgs) if o == org][0]
+            record_owner[row.id] = orgs.index(org)
         else:
             # Every answer said 402; a later attempt may have charged it only if it
             # was answered, so the record must still be failed.

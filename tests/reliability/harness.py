@@ -74,7 +74,9 @@ def start_clients(
     return processes, outputs, stop_file
 
 
-def wait_clients(processes: list[subprocess.Popen[bytes]], workdir: Path, timeout: float = 180) -> None:
+def wait_clients(
+    processes: list[subprocess.Popen[bytes]], workdir: Path, timeout: float = 180
+) -> None:
     deadline = time.monotonic() + timeout
     for number, process in enumerate(processes):
         try:
@@ -88,7 +90,11 @@ def wait_clients(processes: list[subprocess.Popen[bytes]], workdir: Path, timeou
 
 
 def crash_loop(
-    servers: list[ServerProcess], *, kills: int, rng: random.Random, gap: tuple[float, float] = (0.3, 1.5)
+    servers: list[ServerProcess],
+    *,
+    kills: int,
+    rng: random.Random,
+    gap: tuple[float, float] = (0.3, 1.5),
 ) -> int:
     """SIGKILL a random server ``kills`` times at random moments, restarting it each time."""
     done = 0

@@ -118,7 +118,9 @@ class ServerProcess:
         self.process = None
 
 
-def run_cli(database_url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    database_url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [RELOAD, *args],
         env=server_env(database_url, **(env or {})),

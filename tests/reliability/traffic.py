@@ -6,8 +6,8 @@ errors (a killed server), ``409 idempotency_key_in_use``, ``429`` and ``503``. E
 final answer (status and body) is written as one JSON line, so that a checker can
 hold the database to what the clients were told.
 
-Config (JSON): ``client`` (number), ``seed``, ``servers`` (base URLs; a client moves
-to the next one when a connection fails, like a load balancer), ``tenants`` (client
+Config (JSON): ``client`` (number), ``seed``, ``servers`` (base URLs, taken in turn;
+a client moves to the next one when a connection fails, like a load balancer), ``tenants`` (client
 id, secret, access token, agent id), ``out``, ``stop_file``, ``min_requests``,
 ``max_requests``, ``threads``, ``refund_share``, ``shared_keys`` (how many keys all
 clients share, to race on), ``shared_share``.
@@ -54,12 +54,15 @@ class Traffic:
         self.server = self.random.randrange(len(self.servers))
         self.tenants = config["tenants"]
         self.clients = [
-            httpx.Client(auth=(t["client_id"], t["client_secret"]), timeout=30) for t in self.tenants
+            httpx.Client(auth=(t["client_id"], t["client_secret"]), timeout=30)
+            for t in self.tenants
         ]
         self.refundable: list[tuple[int, str, int]] = []  # tenant, record id, nanos left
         self.prefix = f"c{config['client']}t{thread}"
 
-    def send(self, tenant: int, path: str, body: dict[str, Any] | None, headers: dict[str, str]) -> dict[str, Any]:
+    def send(
+        self, tenant: int, path: str, body: dict[str, Any] | None, headers: dict[str, str]
+    ) -> dict[str, Any]:
         """POST until answered; returns status, body text, replay flag and attempts."""
         content = jsonbody.dumps(body) if body is not None else b""
         headers = {
@@ -69,6 +72,9 @@ class Traffic:
         }
         started = time.monotonic()
         attempts = 0
+        # Round robin over the servers, like a load balancer: every server (and so
+        # every crash) sees a share of each client's requests.
+        self.server = (self.server + 1) % len(self.servers)
         while True:
             attempts += 1
             url = self.servers[self.server] + path
@@ -103,7 +109,9 @@ class Traffic:
         else:
             tenant = self.random.randrange(len(self.tenants))
             # Amounts with up to 9 decimals, so that rounding is exercised too.
-            cost = from_nanos(self.random.choice([1, 7, 50, 120, 200]) * 1_000_000 + self.random.randrange(1000))
+            cost = from_nanos(
+                self.random.choice([1, 7, 50, 120, 200]) * 1_000_000 + self.random.randrange(1000)
+            )
             key = f"{self.prefix}-u{number}"
         body = {
             "aiAgentId": self.tenants[tenant]["agent_id"],

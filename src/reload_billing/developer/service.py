@@ -1,22 +1,21 @@
 """The developer portal's reads and writes: an organization's sign-up and sign-in,
-its earnings from the ledger, and the users who connected its apps."""
+the scope of its usage pages, and the users who connected its apps."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, literal_column, select
+from sqlalchemy import Connection, func, select
 
-from ..ledger.models import transactions
 from ..oauth import service as oauth
 from ..oauth.models import connections
 from ..organizations import service as organizations
-from ..reports.service import DAY_US, agent_names
+from ..reports.rollups import Scope
 from ..usage.models import usage_records
 from ..users.models import users
 
-USERS_PER_PAGE = 50
+USERS_PER_PAGE = 25
 
 
 def sign_up(
@@ -32,114 +31,26 @@ def authenticate(conn: Connection, email: str, password: str) -> Any | None:
     return organizations.authenticate_owner(conn, email, password)
 
 
-def resolve_user(conn: Connection, user: str | None) -> str | None:
-    """A user filter, given as an email or a user id, as a user id. An unknown
-    email gives an id that matches nothing."""
+NO_USER = "usr_none"
+
+
+def find_user(conn: Connection, user: str) -> Any | None:
+    """A user named in a filter by email or by id."""
+    column = users.c.email if "@" in user else users.c.id
+    value = user.strip().lower() if "@" in user else user.strip()
+    return conn.execute(select(users).where(column == value)).first()
+
+
+def usage_scope(conn: Connection, organization: Any, user: str | None) -> tuple[Scope, str | None]:
+    """Whose totals a usage page sums, and the user id its records are filtered
+    by: the organization's, or (with a user filter) that user's with it. A user
+    who does not exist gets an id that matches nothing."""
     if user is None:
-        return None
-    if "@" not in user:
-        return user
-    found = conn.execute(select(users.c.id).where(users.c.email == user.strip().lower())).scalar()
-    return str(found) if found is not None else "usr_none"
-
-
-# --- earnings -------------------------------------------------------------------
-
-
-@dataclass
-class Earnings:
-    """Money an organization earned, in nano-dollars: what it charged, the platform
-    fee kept, what it refunded (the fee's share comes back), and the net."""
-
-    key: Any = None
-    charges: int = 0
-    gross: int = 0
-    platform_fee: int = 0
-    refunds_count: int = 0
-    refunds: int = 0
-    fee_returned: int = 0
-
-    @property
-    def fee(self) -> int:
-        return self.platform_fee - self.fee_returned
-
-    @property
-    def net(self) -> int:
-        return self.gross - self.fee - self.refunds
-
-    def add(self, other: Earnings) -> None:
-        self.charges += other.charges
-        self.gross += other.gross
-        self.platform_fee += other.platform_fee
-        self.refunds_count += other.refunds_count
-        self.refunds += other.refunds
-        self.fee_returned += other.fee_returned
-
-
-@dataclass
-class EarningsSummary:
-    start_day: int
-    end_day: int
-    total: Earnings
-    days: list[Earnings]
-    agents: list[Earnings]
-    agent_names: dict[str, str] = field(default_factory=dict)
-
-
-def earnings(
-    conn: Connection, organization_id: str, *, start_day: int, end_day: int,
-    agent_id: str | None = None,
-) -> EarningsSummary:  # fmt: skip
-    """Charges and refunds from the ledger, by the day the money moved."""
-    t = transactions
-    u = usage_records
-    day = (t.c.created_at / literal_column(str(DAY_US))).label("day")
-    conditions = [
-        t.c.organization_id == organization_id,
-        t.c.kind.in_(("charge", "refund")),
-        t.c.created_at >= start_day * DAY_US,
-        t.c.created_at < (end_day + 1) * DAY_US,
-    ]
-    if agent_id is not None:
-        conditions.append(u.c.ai_agent_id == agent_id)
-    rows = conn.execute(
-        select(
-            day,
-            u.c.ai_agent_id,
-            t.c.kind,
-            func.count().label("n"),
-            func.coalesce(func.sum(t.c.amount), 0).label("amount"),
-            func.coalesce(func.sum(t.c.platform_fee), 0).label("fee"),
-        )
-        .select_from(t.outerjoin(u, u.c.id == t.c.usage_record_id))
-        .where(and_(*conditions))
-        .group_by(day, u.c.ai_agent_id, t.c.kind)
-    ).all()
-    total = Earnings("all")
-    days = {d: Earnings(d) for d in range(start_day, end_day + 1)}
-    by_agent: dict[str, Earnings] = {}
-    for row in rows:
-        part = Earnings()
-        if row.kind == "charge":
-            part.charges, part.gross, part.platform_fee = int(row.n), int(row.amount), int(row.fee)
-        else:
-            part.refunds_count, part.refunds, part.fee_returned = (
-                int(row.n),
-                int(row.amount),
-                int(row.fee),
-            )
-        total.add(part)
-        days.setdefault(int(row.day), Earnings(int(row.day))).add(part)
-        agent = row.ai_agent_id or ""
-        by_agent.setdefault(agent, Earnings(agent)).add(part)
-    return EarningsSummary(
-        start_day=start_day,
-        end_day=end_day,
-        total=total,
-        days=[days[d] for d in sorted(days)],
-        agents=sorted(by_agent.values(), key=lambda e: (-e.gross, str(e.key))),
-        agent_names=agent_names(conn, [a for a in by_agent if a]),
-    )
+        return Scope.of_organization(organization), None
+    found = find_user(conn, user)
+    if found is None:
+        return Scope(NO_USER, NO_USER, True), NO_USER
+    return Scope.of_user(found), str(found.id)
 
 
 # --- connected users ------------------------------------------------------------
@@ -216,9 +127,7 @@ def connected_users(
                 email=row.email,
                 name=f"{row.first_name} {row.last_name}",
                 status=row.status,
-                permissions=tuple(
-                    scope for scope in oauth.SCOPES if scope in row.scopes.split()
-                ),
+                permissions=tuple(scope for scope in oauth.SCOPES if scope in row.scopes.split()),
                 agent_ids=tuple(row.agent_ids.split(",")) if row.agent_ids else None,
                 connected_at=row.created_at,
                 disconnected_at=row.disconnected_at,

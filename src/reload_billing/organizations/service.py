@@ -86,7 +86,8 @@ def parse_basic(header: str | None) -> tuple[str, str]:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise Unauthorized("malformed Basic credentials", code="invalid_credentials") from None
     client_id, sep, client_secret = decoded.partition(":")
-    if not sep or not client_id or not client_secret:
+    # NUL cannot be a client id (and PostgreSQL could not even look it up).
+    if not sep or not client_id or not client_secret or "\x00" in decoded:
         raise Unauthorized("malformed Basic credentials", code="invalid_credentials")
     return client_id, client_secret
 

@@ -39,11 +39,28 @@ def charge_status(row: Any) -> str:
 
 
 ACCOUNT_HEADER = [
-    "created_at", "usage_date", "id", "organization", "agent_id", "agent", "description",
-    "short_description", "usage_type", "model", "provider", "input_tokens", "output_tokens",
-    "total_tokens", "total_cost_usd", "charged_usd", "refunded_usd", "status",
-    "charge_status", "failure_reason", "internal_credits",
-]  # fmt: skip
+    "created_at",
+    "usage_date",
+    "id",
+    "organization",
+    "agent_id",
+    "agent",
+    "description",
+    "short_description",
+    "usage_type",
+    "model",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "total_cost_usd",
+    "charged_usd",
+    "refunded_usd",
+    "status",
+    "charge_status",
+    "failure_reason",
+    "internal_credits",
+]
 
 
 def account_row(row: Any, found: Page) -> list[Any]:
@@ -73,11 +90,30 @@ def account_row(row: Any, found: Page) -> list[Any]:
 
 
 DEVELOPER_HEADER = [
-    "created_at", "usage_date", "id", "user_id", "user_email", "agent_id", "agent",
-    "description", "short_description", "usage_type", "model", "provider", "input_tokens",
-    "output_tokens", "total_tokens", "total_cost_usd", "charged_usd", "refunded_usd",
-    "platform_fee_usd", "status", "charge_status", "failure_reason", "internal_credits",
-]  # fmt: skip
+    "created_at",
+    "usage_date",
+    "id",
+    "user_id",
+    "user_email",
+    "agent_id",
+    "agent",
+    "description",
+    "short_description",
+    "usage_type",
+    "model",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "total_cost_usd",
+    "charged_usd",
+    "refunded_usd",
+    "platform_fee_usd",
+    "status",
+    "charge_status",
+    "failure_reason",
+    "internal_credits",
+]
 
 
 def developer_row(row: Any, found: Page) -> list[Any]:
@@ -108,7 +144,9 @@ def developer_row(row: Any, found: Page) -> list[Any]:
     ]
 
 
-def stream(database: Database, query: UsageQuery, header: list[str], make_row: Row) -> Iterator[str]:
+def stream(
+    database: Database, query: UsageQuery, header: list[str], make_row: Row
+) -> Iterator[str]:
     """The CSV text in pieces; reads in batches on its own connection."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")

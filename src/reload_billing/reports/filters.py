@@ -42,8 +42,13 @@ class UsageFilters:
     after: Cursor | None = None
     before: Cursor | None = None
 
-    def query(self, *, user_id: str | None = None, organization_id: str | None = None,
-              filter_user_id: str | None = None) -> UsageQuery:
+    def query(
+        self,
+        *,
+        user_id: str | None = None,
+        organization_id: str | None = None,
+        filter_user_id: str | None = None,
+    ) -> UsageQuery:
         return UsageQuery(
             user_id=user_id or filter_user_id,
             organization_id=organization_id,

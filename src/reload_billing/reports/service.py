@@ -3,8 +3,8 @@ and model, and rows for CSV files. Every query is scoped to one user (the
 account) or one organization (the developer portal).
 
 Pages are keyset pages on ``(created_at, id)``, newest first, so that the
-thousandth page costs what the first one does; totals come from one grouped query
-over the chosen period (one scan of an index range, rolled up in Python).
+thousandth page costs what the first one does. Totals come from daily totals kept
+for past days (``rollups.py``) and from today's records.
 """
 
 from __future__ import annotations
@@ -14,23 +14,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    ColumnElement,
-    and_,
-    case,
-    func,
-    literal_column,
-    or_,
-    select,
-)
+from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select
 
 from .. import db
 from ..agents.models import agents
+from ..db import Database
 from ..errors import InvalidRequest
 from ..organizations.models import organizations
 from ..usage.models import usage_records
 from ..users.models import users
+from . import rollups
+from .models import usage_daily
+from .rollups import Scope
 
 DAY_US = 86_400_000_000
 PAGE_SIZE = 50
@@ -38,10 +33,6 @@ STATUSES = ("completed", "failed", "refunded")
 CURSOR_RE = re.compile(r"^(\d{1,19})\.([A-Za-z0-9_\-]{1,40})$")
 
 u = usage_records
-# Integer division by a literal (never a bound parameter: PostgreSQL must see the
-# same expression in SELECT and GROUP BY).
-DAY = (u.c.created_at / literal_column(str(DAY_US))).label("day")
-
 # What a page or a CSV shows: everything but the JSON blobs.
 LIST_COLUMNS = (
     u.c.id,
@@ -190,9 +181,7 @@ def page(
     else:
         stmt = base if after is None else base.where(_older_than(after))
         rows = list(
-            conn.execute(
-                stmt.order_by(u.c.created_at.desc(), u.c.id.desc()).limit(limit + 1)
-            ).all()
+            conn.execute(stmt.order_by(u.c.created_at.desc(), u.c.id.desc()).limit(limit + 1)).all()
         )
         more_older = len(rows) > limit
         rows = rows[:limit]
@@ -241,7 +230,11 @@ def iter_rows(conn: Connection, query: UsageQuery, batch: int = 2000) -> Iterato
 
 @dataclass
 class Totals:
-    """Sums over a group of usage records; money in nano-dollars."""
+    """Sums over a group of usage records; money in nano-dollars.
+
+    What the organization earned from them: ``gross`` (what was charged) less the
+    platform ``fee`` (net of what refunds gave back) less ``refunded``.
+    """
 
     key: Any = None
     records: int = 0
@@ -249,23 +242,43 @@ class Totals:
     charged: int = 0
     refunded: int = 0
     platform_fee: int = 0
+    fee_returned: int = 0
     tokens: int = 0
     failed: int = 0
     internal_credits: int = 0
+    charged_records: int = 0
+    refunded_records: int = 0
 
     def add(self, other: Totals) -> None:
-        self.records += other.records
-        self.cost += other.cost
-        self.charged += other.charged
-        self.refunded += other.refunded
-        self.platform_fee += other.platform_fee
-        self.tokens += other.tokens
-        self.failed += other.failed
-        self.internal_credits += other.internal_credits
+        for name in _TOTALS_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     @property
-    def net_charged(self) -> int:
-        return self.charged - self.refunded
+    def gross(self) -> int:
+        return self.charged
+
+    @property
+    def fee(self) -> int:
+        return self.platform_fee - self.fee_returned
+
+    @property
+    def net(self) -> int:
+        return self.charged - self.fee - self.refunded
+
+
+_TOTALS_FIELDS = (
+    "records",
+    "cost",
+    "charged",
+    "refunded",
+    "platform_fee",
+    "fee_returned",
+    "tokens",
+    "failed",
+    "internal_credits",
+    "charged_records",
+    "refunded_records",
+)
 
 
 @dataclass
@@ -273,7 +286,7 @@ class Summary:
     """Totals of a period: overall, per day (every day of it), per agent, per model."""
 
     start_day: int
-    end_day: int  # inclusive
+    end_day: int
     total: Totals
     days: list[Totals]
     agents: list[Totals]
@@ -285,55 +298,103 @@ def _sum(column: Any) -> Any:
     return func.coalesce(func.sum(column), 0)
 
 
-def summary(conn: Connection, query: UsageQuery, *, start_day: int, end_day: int) -> Summary:
+def empty_summary(start_day: int, end_day: int) -> Summary:
+    days = [Totals(day) for day in range(start_day, end_day + 1)]
+    return Summary(start_day, end_day, Totals("all"), days, [], [], {})
+
+
+def _kept_conditions(scope: Scope, query: UsageQuery) -> list[ColumnElement[bool]]:
+    """The query's filters, on the kept daily totals."""
+    d = usage_daily
+    found: list[ColumnElement[bool]] = [d.c.scope_id == scope.scope_id]
+    if scope.is_user and query.organization_id is not None:
+        found.append(d.c.organization_id == query.organization_id)
+    if query.ai_agent_id is not None:
+        found.append(d.c.ai_agent_id == query.ai_agent_id)
+    if query.status == "refunded":
+        found.append(d.c.refunded.is_(True))
+    elif query.status is not None:
+        found.append(d.c.status == query.status)
+    if query.usage_type is not None:
+        found.append(d.c.usage_type == query.usage_type)
+    if query.has_charges is not None:
+        found.append(d.c.charged.is_(query.has_charges))
+    return found
+
+
+def summary(
+    database: Database, scope: Scope, query: UsageQuery, *, start_day: int, end_day: int
+) -> Summary:
     """Totals of the records in ``query`` between two UTC days (day numbers since
-    the epoch, both included): one grouped scan, rolled up here."""
-    bounded = UsageQuery(
-        **{
-            **query.__dict__,
-            "start": max(query.start or 0, start_day * DAY_US),
-            "end": min(query.end or (end_day + 1) * DAY_US, (end_day + 1) * DAY_US),
-        }
-    )
-    model = func.coalesce(u.c.llm_model, "")
-    rows = conn.execute(
-        select(
-            DAY,
-            u.c.ai_agent_id,
-            model.label("model"),
-            func.count().label("records"),
-            _sum(u.c.total_cost).label("cost"),
-            _sum(u.c.charged_amount).label("charged"),
-            _sum(u.c.refunded_amount).label("refunded"),
-            _sum(u.c.platform_fee).label("platform_fee"),
-            _sum(u.c.total_tokens).label("tokens"),
-            _sum(case((u.c.status == "failed", 1), else_=0)).label("failed"),
-            _sum(u.c.internal_credits).label("internal_credits"),
-        )
-        .where(*bounded.conditions())
-        .group_by(DAY, u.c.ai_agent_id, model)
-    ).all()
-    total = Totals("all")
-    days = {day: Totals(day) for day in range(start_day, end_day + 1)}
-    by_agent: dict[str, Totals] = {}
-    by_model: dict[str, Totals] = {}
-    for row in rows:
-        group = Totals(
-            None,
-            int(row.records),
-            int(row.cost),
-            int(row.charged),
-            int(row.refunded),
-            int(row.platform_fee),
-            int(row.tokens),
-            int(row.failed),
-            int(row.internal_credits),
-        )
-        total.add(group)
-        days.setdefault(int(row.day), Totals(int(row.day))).add(group)
-        by_agent.setdefault(row.ai_agent_id, Totals(row.ai_agent_id)).add(group)
-        by_model.setdefault(row.model, Totals(row.model)).add(group)
-    names = agent_names(conn, list(by_agent))
+    the epoch, both included): kept daily totals for past days, the records
+    themselves for today."""
+    rollups.ensure(database, scope, start_day, end_day)
+    live_day = rollups.first_live_day()
+    groups: dict[tuple[int, str, str], Totals] = {}
+
+    def add(key: tuple[int, str, str], part: Totals) -> None:
+        groups.setdefault(key, Totals(key)).add(part)
+
+    with database.read() as conn:
+        kept_end = min(end_day, live_day - 1)
+        if start_day <= kept_end:
+            d = usage_daily
+            for row in conn.execute(
+                select(
+                    d.c.day,
+                    d.c.ai_agent_id,
+                    d.c.model,
+                    _sum(d.c.records).label("records"),
+                    _sum(d.c.cost).label("cost"),
+                    _sum(d.c.charged_amount).label("charged"),
+                    _sum(d.c.refunded_amount).label("refunded"),
+                    _sum(d.c.platform_fee).label("platform_fee"),
+                    _sum(d.c.fee_returned).label("fee_returned"),
+                    _sum(d.c.tokens).label("tokens"),
+                    _sum(case((d.c.status == "failed", d.c.records), else_=0)).label("failed"),
+                    _sum(d.c.internal_credits).label("internal_credits"),
+                    _sum(case((d.c.charged, d.c.records), else_=0)).label("charged_records"),
+                    _sum(case((d.c.refunded, d.c.records), else_=0)).label("refunded_records"),
+                )
+                .where(*_kept_conditions(scope, query), d.c.day >= start_day, d.c.day <= kept_end)
+                .group_by(d.c.day, d.c.ai_agent_id, d.c.model)
+            ):
+                part = Totals(None, **{name: int(row._mapping[name]) for name in _TOTALS_FIELDS})
+                add((int(row.day), row.ai_agent_id, row.model), part)
+        live_start = max(start_day, live_day)
+        if live_start <= end_day:
+            conditions = [
+                *query.conditions(),
+                u.c.created_at >= live_start * DAY_US,
+                u.c.created_at < (end_day + 1) * DAY_US,
+            ]
+            for key, values in rollups.grouped(conn, conditions).items():
+                records, cost, charged, refunded, fee, returned, tokens, credits = values
+                part = Totals(
+                    None,
+                    records=records,
+                    cost=cost,
+                    charged=charged,
+                    refunded=refunded,
+                    platform_fee=fee,
+                    fee_returned=returned,
+                    tokens=tokens,
+                    failed=records if key[5] == "failed" else 0,
+                    internal_credits=credits,
+                    charged_records=records if key[6] else 0,
+                    refunded_records=records if key[7] else 0,
+                )
+                add((key[0], key[2], key[3]), part)
+        total = Totals("all")
+        days = {day: Totals(day) for day in range(start_day, end_day + 1)}
+        by_agent: dict[str, Totals] = {}
+        by_model: dict[str, Totals] = {}
+        for (day, agent_id, model), group in groups.items():
+            total.add(group)
+            days.setdefault(day, Totals(day)).add(group)
+            by_agent.setdefault(agent_id, Totals(agent_id)).add(group)
+            by_model.setdefault(model, Totals(model)).add(group)
+        names = agent_names(conn, list(by_agent))
     return Summary(
         start_day=start_day,
         end_day=end_day,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -137,12 +138,16 @@ def _choice(params: dict[str, str], name: str, choices: tuple[str, ...]) -> str 
     return raw
 
 
+MAX_FILTER_USD = Decimal(10) ** 9
+
+
 def _amount(params: dict[str, str], name: str) -> int | None:
     raw = params.get(name)
     if raw is None:
         return None
     try:
-        return to_nanos(parse_usd(raw, maximum=None))
+        # Bounded so that the nano-dollars fit the database's 64-bit integers.
+        return to_nanos(parse_usd(raw, maximum=MAX_FILTER_USD))
     except MoneyError as error:
         raise InvalidRequest(f"{name} {error}", param=name) from None
 

@@ -37,6 +37,9 @@ def _quantity(value: object) -> Decimal:
         raise ValueError(str(error)) from None
 
 
+MAX_PERCENT_PLACES = 12  # so that the rate's text fits its column (40 characters)
+
+
 def _percent(value: object) -> Decimal:
     try:
         rate = to_decimal(value)
@@ -44,6 +47,9 @@ def _percent(value: object) -> Decimal:
         raise ValueError(str(error)) from None
     if rate < 0 or rate > 100:
         raise ValueError("must be a percentage between 0 and 100")
+    exponent = rate.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_PERCENT_PLACES:
+        raise ValueError(f"must have at most {MAX_PERCENT_PLACES} decimal places")
     return rate
 
 
@@ -75,6 +81,7 @@ Milliseconds = Annotated[
 ]
 TokenCount = Annotated[StrictInt, Field(ge=0, le=2**53)]
 MAX_MODEL_PARAMETERS_BYTES = 8192
+MAX_DOUBLE = Decimal("1e308")
 
 
 class UsageReport(StrictModel):
@@ -115,7 +122,13 @@ class UsageReport(StrictModel):
     @field_validator("model_parameters")
     @classmethod
     def _parameters_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(_canonical(value)) > MAX_MODEL_PARAMETERS_BYTES:
+        if value is None:
+            return value
+        try:
+            size = len(orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=_bounded_number))
+        except TypeError:  # beyond 64-bit integers or doubles: JSON tools cannot read it back
+            raise ValueError("numbers must fit in 64-bit integers or doubles") from None
+        if size > MAX_MODEL_PARAMETERS_BYTES:
             raise ValueError("must be at most 8 KiB as JSON")
         return value
 
@@ -160,6 +173,12 @@ class PreviewCharge(StrictModel):
 class RefundRequest(StrictModel):
     amount: Money | None = None
     reason: StrictStr | None = Field(default=None, max_length=500)
+
+
+def _bounded_number(value: Any) -> Any:
+    if isinstance(value, Decimal) and abs(value) < MAX_DOUBLE:
+        return orjson.Fragment(str(value).encode())
+    raise TypeError("not a JSON number a double can hold")
 
 
 def _canonical(value: Any) -> bytes:

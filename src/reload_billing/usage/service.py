@@ -22,6 +22,7 @@ from ..oauth.models import access_tokens, connections
 from ..oauth.service import TokenContext, event_data
 from ..organizations import service as organizations
 from ..organizations.models import organizations as organizations_table
+from ..reports import analytics_rollup
 from ..users.models import users
 from ..webhooks import service as webhooks
 from ..webhooks.models import endpoints as webhook_endpoints
@@ -221,6 +222,7 @@ def report_usage(
             values.update(charged=True, charged_amount=total, platform_fee=posted.platform_fee)
             transactions.append(transaction_json(posted))
     conn.execute(_INSERT_RECORD, values)
+    analytics_rollup.record_added(conn, values)
     record = record_json(values, transactions)
     if prefetched is None or prefetched.has_webhooks:
         _announce(conn, organization, token.user_id, values, transactions)
@@ -376,6 +378,7 @@ def _repeat(
             updated_at=values["updated_at"],
         )
     )
+    analytics_rollup.record_changed(conn, existing._mapping, values)
     _announce(conn, organization, existing.user_id, values, transactions)
     record = get_record(conn, organization.id, existing.id)
     return Outcome(402 if values["status"] == FAILED else 201, record)
@@ -488,6 +491,7 @@ def refund(
         raise Conflict(
             "a concurrent refund changed this record; try again", code="refund_in_progress"
         )
+    analytics_rollup.record_refunded(conn, record._mapping, amount, posted.platform_fee)
     return transaction_json(posted), False
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from sqlalchemy import Connection
 
 from .. import api
@@ -16,6 +16,7 @@ from ..oauth import service as oauth
 from ..oauth.routes import limits_from_form
 from ..reports import export, filters
 from ..reports import service as reports
+from ..reports.rollups import Scope
 from ..web import charts, pages
 from . import service
 
@@ -39,6 +40,12 @@ def _client_host(request: Request) -> str:
     return request.client.host if request.client else "-"
 
 
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for it on every page that names none (JSON answers, say)."""
+    return FileResponse(pages.HERE / "static" / "favicon.svg", media_type="image/svg+xml")
+
+
 @router.get("/signin", response_class=HTMLResponse)
 def signin_page(request: Request, next: str | None = None) -> Response:
     return pages.render(request, "signin.html", next=pages.safe_next(next), email="")
@@ -55,16 +62,24 @@ async def signin(request: Request) -> Response:
         f"ip:{_client_host(request)}"
     ):
         return pages.render(
-            request, "signin.html", 429, next=next_url, email=email,
+            request,
+            "signin.html",
+            429,
+            next=next_url,
+            email=email,
             error="Too many sign-in attempts. Wait a minute and try again.",
-        )  # fmt: skip
+        )
     password = str(form.get("password") or "")
     user = api.read(request, lambda conn: service.authenticate(conn, email, password))
     if user is None:
         return pages.render(
-            request, "signin.html", 400, next=next_url, email=email,
+            request,
+            "signin.html",
+            400,
+            next=next_url,
+            email=email,
             error="That email and password do not match an account.",
-        )  # fmt: skip
+        )
     pages.start_session(request, user_id=user.id)
     return pages.redirect(next_url)
 
@@ -120,19 +135,23 @@ def account(request: Request) -> Response:
     if user is None:
         return pages.redirect("/signin")
 
+    end = reports.today()
+    query = reports.UsageQuery(user_id=user.id)
+
     def work(conn: Connection) -> dict[str, Any]:
-        end = reports.today()
-        query = reports.UsageQuery(user_id=user.id)
         recent_page = reports.page(conn, query, limit=5)
         return {
             **_account(conn, user),
             "connections": reports.user_connections(conn, user.id),
-            "recent": reports.summary(conn, query, start_day=end - 29, end_day=end),
             "recent_page": recent_page,
             "recent_rows": recent_page.rows,
         }
 
-    return pages.render(request, "account.html", section="account", **api.read(request, work))
+    context = api.read(request, work)
+    context["recent"] = reports.summary(
+        api.database(request), Scope.of_user(user), query, start_day=end - 29, end_day=end
+    )
+    return pages.render(request, "account.html", section="account", **context)
 
 
 @router.post("/account/top-up")
@@ -212,9 +231,14 @@ def _not_found(request: Request) -> Response:
 
 def _bad_filters(request: Request, error: InvalidRequest, back: str) -> Response:
     return pages.render(
-        request, "error.html", 400, title="These filters cannot be used",
-        message=error.message, back_url=back, back_text="Clear the filters",
-    )  # fmt: skip
+        request,
+        "error.html",
+        400,
+        title="These filters cannot be used",
+        message=error.message,
+        back_url=back,
+        back_text="Clear the filters",
+    )
 
 
 @router.get("/usage", response_class=HTMLResponse)
@@ -230,16 +254,17 @@ def usage(request: Request) -> Response:
     start_day, end_day = chosen.period()
 
     def work(conn: Connection) -> dict[str, Any]:
-        summary = reports.summary(conn, query, start_day=start_day, end_day=end_day)
         return {
             **_account(conn, user),
             "found": reports.page(conn, query, after=chosen.after, before=chosen.before),
-            "summary": summary,
             "agent_choices": reports.user_agent_choices(conn, user.id),
         }
 
     context = api.read(request, work)
-    summary = context["summary"]
+    summary = reports.summary(
+        api.database(request), Scope.of_user(user), query, start_day=start_day, end_day=end_day
+    )
+    context["summary"] = summary
     chart = charts.day_chart(
         [(t.key, t.cost, t.charged) for t in summary.days], outer_name="Cost", inner_name="Charged"
     )
@@ -259,11 +284,12 @@ def usage_csv(request: Request) -> Response:
         return _bad_filters(request, error, "/usage")
     query = chosen.query(user_id=user.id)
     body = export.stream(api.database(request), query, export.ACCOUNT_HEADER, export.account_row)
+    filename = f"reload-usage-{reports.today_text()}.csv"
     return StreamingResponse(
         body,
         media_type="text/csv; charset=utf-8",
         headers={
-            "Content-Disposition": f'attachment; filename="reload-usage-{reports.today_text()}.csv"',
+            "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "no-store",
         },
     )

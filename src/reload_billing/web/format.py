@@ -79,6 +79,10 @@ def date_text(micros: int | None) -> str:
     return "—" if micros is None else from_us(int(micros)).strftime("%Y-%m-%d")
 
 
+def time_text(micros: int | None) -> str:
+    return "" if micros is None else from_us(int(micros)).strftime("%H:%M")
+
+
 def iso(micros: int | None) -> str:
     return "" if micros is None else from_us(int(micros)).isoformat().replace("+00:00", "Z")
 
@@ -107,6 +111,7 @@ FILTERS = {
     "number": number,
     "when": datetime_text,
     "date_only": date_text,
+    "time_only": time_text,
     "iso": iso,
     "day": day,
     "day_short": day_short,

@@ -80,7 +80,7 @@ def enqueue(
 
 # --- secrets and signatures -----------------------------------------------------
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 MAX_ENDPOINTS = 20
 
 
@@ -209,9 +209,7 @@ def rotate_secret(conn: Connection, organization_id: str, endpoint_id: str, secr
     """A new signing secret (the old one stops at once); returns it, shown once."""
     get_endpoint(conn, organization_id, endpoint_id)
     nonce = secrets.token_hex(16)
-    conn.execute(
-        update(endpoints).where(endpoints.c.id == endpoint_id).values(secret_nonce=nonce)
-    )
+    conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(secret_nonce=nonce))
     return endpoint_secret(secret_key, endpoint_id, nonce)
 
 
@@ -220,9 +218,7 @@ def delete_endpoint(conn: Connection, organization_id: str, endpoint_id: str) ->
     get_endpoint(conn, organization_id, endpoint_id)
     now = db.now_us()
     conn.execute(
-        update(endpoints)
-        .where(endpoints.c.id == endpoint_id)
-        .values(enabled=False, deleted_at=now)
+        update(endpoints).where(endpoints.c.id == endpoint_id).values(enabled=False, deleted_at=now)
     )
     conn.execute(
         update(deliveries)
@@ -300,7 +296,9 @@ def delivery_json(row: Any, tried: list[Any]) -> dict[str, Any]:
         "attempts": [
             {
                 "statusCode": attempt.status_code,
-                "latencyMs": round(attempt.latency_ms, 1) if attempt.latency_ms is not None else None,
+                "latencyMs": round(attempt.latency_ms, 1)
+                if attempt.latency_ms is not None
+                else None,
                 "error": attempt.error,
                 "createdAt": db.rfc3339(attempt.created_at),
             }

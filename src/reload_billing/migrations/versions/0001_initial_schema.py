@@ -79,6 +79,78 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("connection_id", "period", name=op.f("pk_spending_counters")),
     )
     op.create_table(
+        "usage_analytics_daily",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("day", sa.BigInteger(), nullable=False),
+        sa.Column("dims", sa.String(length=64), nullable=False),
+        sa.Column("ai_agent_id", sa.String(length=40), nullable=False),
+        sa.Column("llm_model", sa.String(length=200), nullable=True),
+        sa.Column("llm_provider", sa.String(length=200), nullable=True),
+        sa.Column("usage_type", sa.String(length=64), nullable=True),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("records", sa.BigInteger(), nullable=False),
+        sa.Column("total_cost", sa.BigInteger(), nullable=False),
+        sa.Column("charged_amount", sa.BigInteger(), nullable=False),
+        sa.Column("refunded_amount", sa.BigInteger(), nullable=False),
+        sa.Column("platform_fee", sa.BigInteger(), nullable=False),
+        sa.Column("fee_returned", sa.BigInteger(), nullable=False),
+        sa.Column("input_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("output_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("total_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("internal_credits", sa.BigInteger(), nullable=False),
+        sa.Column("processing_us", sa.BigInteger(), nullable=False),
+        sa.Column("processing_count", sa.BigInteger(), nullable=False),
+        sa.Column("failed", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "organization_id", "day", "dims", name=op.f("pk_usage_analytics_daily")
+        ),
+    )
+    op.create_table(
+        "usage_daily",
+        sa.Column("scope_id", sa.String(length=40), nullable=False),
+        sa.Column("day", sa.BigInteger(), nullable=False),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("ai_agent_id", sa.String(length=40), nullable=False),
+        sa.Column("model", sa.String(length=200), nullable=False),
+        sa.Column("usage_type", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("charged", sa.Boolean(), nullable=False),
+        sa.Column("refunded", sa.Boolean(), nullable=False),
+        sa.Column("records", sa.BigInteger(), nullable=False),
+        sa.Column("cost", sa.BigInteger(), nullable=False),
+        sa.Column("charged_amount", sa.BigInteger(), nullable=False),
+        sa.Column("refunded_amount", sa.BigInteger(), nullable=False),
+        sa.Column("platform_fee", sa.BigInteger(), nullable=False),
+        sa.Column("fee_returned", sa.BigInteger(), nullable=False),
+        sa.Column("tokens", sa.BigInteger(), nullable=False),
+        sa.Column("internal_credits", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "scope_id",
+            "day",
+            "organization_id",
+            "ai_agent_id",
+            "model",
+            "usage_type",
+            "status",
+            "charged",
+            "refunded",
+            name=op.f("pk_usage_daily"),
+        ),
+    )
+    op.create_table(
+        "usage_daily_days",
+        sa.Column("scope_id", sa.String(length=40), nullable=False),
+        sa.Column("day", sa.BigInteger(), nullable=False),
+        sa.Column("computed_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("scope_id", "day", name=op.f("pk_usage_daily_days")),
+    )
+    op.create_table(
+        "usage_daily_watermarks",
+        sa.Column("scope_id", sa.String(length=40), nullable=False),
+        sa.Column("entry_id", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("scope_id", name=op.f("pk_usage_daily_watermarks")),
+    )
+    op.create_table(
         "usage_records",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("organization_id", sa.String(length=40), nullable=False),
@@ -410,6 +482,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_usage_records_org_agent_created")
 
     op.drop_table("usage_records")
+    op.drop_table("usage_daily_watermarks")
+    op.drop_table("usage_daily_days")
+    op.drop_table("usage_daily")
+    op.drop_table("usage_analytics_daily")
     op.drop_table("spending_counters")
     op.drop_table("organizations")
     with op.batch_alter_table("ledger_transactions", schema=None) as batch_op:
