@@ -38,110 +38,62 @@ def charge_status(row: Any) -> str:
     return "charged" if row.charged else "not_charged"
 
 
-ACCOUNT_HEADER = [
-    "created_at",
-    "usage_date",
-    "id",
-    "organization",
-    "agent_id",
-    "agent",
-    "description",
-    "short_description",
-    "usage_type",
-    "model",
-    "provider",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "total_cost_usd",
-    "charged_usd",
-    "refunded_usd",
-    "status",
-    "charge_status",
-    "failure_reason",
-    "internal_credits",
+Column = tuple[str, Callable[[Any, Page], Any]]
+
+# The columns both CSVs share, before and after the side-specific ones.
+_FIRST: list[Column] = [
+    ("created_at", lambda row, _: fmt.iso(row.created_at)),
+    ("usage_date", lambda row, _: fmt.iso(row.usage_date)),
+    ("id", lambda row, _: row.id),
 ]
+_RECORD: list[Column] = [
+    ("agent_id", lambda row, _: row.ai_agent_id),
+    ("agent", lambda row, found: text(found.agent_names.get(row.ai_agent_id, ""))),
+    ("description", lambda row, _: text(row.description)),
+    ("short_description", lambda row, _: text(row.short_description)),
+    ("usage_type", lambda row, _: text(row.usage_type)),
+    ("model", lambda row, _: text(row.llm_model)),
+    ("provider", lambda row, _: text(row.llm_provider)),
+    ("input_tokens", lambda row, _: _count(row.input_tokens)),
+    ("output_tokens", lambda row, _: _count(row.output_tokens)),
+    ("total_tokens", lambda row, _: _count(row.total_tokens)),
+    ("total_cost_usd", lambda row, _: fmt.plain_amount(row.total_cost)),
+    ("charged_usd", lambda row, _: fmt.plain_amount(row.charged_amount)),
+    ("refunded_usd", lambda row, _: fmt.plain_amount(row.refunded_amount)),
+]
+_LAST: list[Column] = [
+    ("status", lambda row, _: row.status),
+    ("charge_status", lambda row, _: charge_status(row)),
+    ("failure_reason", lambda row, _: row.failure_reason or ""),
+    ("internal_credits", lambda row, _: fmt.plain_amount(row.internal_credits)),
+]
+_ACCOUNT: list[Column] = [
+    *_FIRST,
+    (
+        "organization",
+        lambda row, found: text(found.organization_names.get(row.organization_id, "")),
+    ),
+    *_RECORD,
+    *_LAST,
+]
+_DEVELOPER: list[Column] = [
+    *_FIRST,
+    ("user_id", lambda row, _: row.user_id),
+    ("user_email", lambda row, found: text(found.user_emails.get(row.user_id, ""))),
+    *_RECORD,
+    ("platform_fee_usd", lambda row, _: fmt.plain_amount(row.platform_fee)),
+    *_LAST,
+]
+ACCOUNT_HEADER = [name for name, _ in _ACCOUNT]
+DEVELOPER_HEADER = [name for name, _ in _DEVELOPER]
 
 
 def account_row(row: Any, found: Page) -> list[Any]:
-    return [
-        fmt.iso(row.created_at),
-        fmt.iso(row.usage_date),
-        row.id,
-        text(found.organization_names.get(row.organization_id, "")),
-        row.ai_agent_id,
-        text(found.agent_names.get(row.ai_agent_id, "")),
-        text(row.description),
-        text(row.short_description),
-        text(row.usage_type),
-        text(row.llm_model),
-        text(row.llm_provider),
-        _count(row.input_tokens),
-        _count(row.output_tokens),
-        _count(row.total_tokens),
-        fmt.plain_amount(row.total_cost),
-        fmt.plain_amount(row.charged_amount),
-        fmt.plain_amount(row.refunded_amount),
-        row.status,
-        charge_status(row),
-        row.failure_reason or "",
-        fmt.plain_amount(row.internal_credits),
-    ]
-
-
-DEVELOPER_HEADER = [
-    "created_at",
-    "usage_date",
-    "id",
-    "user_id",
-    "user_email",
-    "agent_id",
-    "agent",
-    "description",
-    "short_description",
-    "usage_type",
-    "model",
-    "provider",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "total_cost_usd",
-    "charged_usd",
-    "refunded_usd",
-    "platform_fee_usd",
-    "status",
-    "charge_status",
-    "failure_reason",
-    "internal_credits",
-]
+    return [value(row, found) for _, value in _ACCOUNT]
 
 
 def developer_row(row: Any, found: Page) -> list[Any]:
-    return [
-        fmt.iso(row.created_at),
-        fmt.iso(row.usage_date),
-        row.id,
-        row.user_id,
-        text(found.user_emails.get(row.user_id, "")),
-        row.ai_agent_id,
-        text(found.agent_names.get(row.ai_agent_id, "")),
-        text(row.description),
-        text(row.short_description),
-        text(row.usage_type),
-        text(row.llm_model),
-        text(row.llm_provider),
-        _count(row.input_tokens),
-        _count(row.output_tokens),
-        _count(row.total_tokens),
-        fmt.plain_amount(row.total_cost),
-        fmt.plain_amount(row.charged_amount),
-        fmt.plain_amount(row.refunded_amount),
-        fmt.plain_amount(row.platform_fee),
-        row.status,
-        charge_status(row),
-        row.failure_reason or "",
-        fmt.plain_amount(row.internal_credits),
-    ]
+    return [value(row, found) for _, value in _DEVELOPER]
 
 
 def stream(
