@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     ignored_auth,
@@ -65,6 +66,17 @@ def strategy_for(operation, mode, agent_id, record_id):
     )
 
 
+def credentials_for(case, headers):
+    """Valid credentials replace the generated ones, except when the headers are
+    the invalid part of a negative case: a dropped or broken ``Authorization`` must
+    reach the server dropped or broken, or a valid request would be judged as
+    invalid data the server wrongly accepted."""
+    header = case.meta.components.get(ParameterLocation.HEADER) if case.meta else None
+    if header is not None and header.mode.is_negative:
+        return None
+    return headers
+
+
 def fuzz(label, cases, headers, tried, statuses):
     @settings(
         max_examples=EXAMPLES,
@@ -76,7 +88,7 @@ def fuzz(label, cases, headers, tried, statuses):
     @given(case=cases)
     def run(case):
         tried[label] = tried.get(label, 0) + 1
-        response = case.call_and_validate(headers=headers, checks=CHECKS)
+        response = case.call_and_validate(headers=credentials_for(case, headers), checks=CHECKS)
         statuses[str(response.status_code)] = statuses.get(str(response.status_code), 0) + 1
 
     run()
