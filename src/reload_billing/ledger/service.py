@@ -143,8 +143,8 @@ def _post(
         raise AssertionError(f"unbalanced ledger transaction: {legs}")
     transaction_id = new_id("txn")
     created_at = db.now_us()
-    conn.execute(
-        _INSERT_TRANSACTION,
+    _INSERT_TRANSACTION.execute(
+        conn,
         {
             "id": transaction_id,
             "kind": kind,
@@ -158,9 +158,9 @@ def _post(
             "idempotency_key": idempotency_key,
             "created_at": created_at,
         },
-    )
-    conn.execute(
-        _INSERT_ENTRY,
+    ).close()
+    _INSERT_ENTRY.execute_many(
+        conn,
         [
             {
                 "transaction_id": transaction_id,
@@ -177,11 +177,11 @@ def _post(
     )
 
 
-# Statements of the hot path are built once: building and cache-keying a Core
-# statement costs more than running it.
-_INSERT_TRANSACTION = insert(transactions)
-_INSERT_ENTRY = insert(entries)
-_DEBIT = (
+# Statements of the hot path are built and compiled once and run on the driver's
+# cursor (db.Prepared): SQLAlchemy's per-execution work costs more than running them.
+_INSERT_TRANSACTION = db.Prepared(insert(transactions))
+_INSERT_ENTRY = db.Prepared(insert(entries))
+_DEBIT = db.Prepared(
     update(accounts)
     .where(
         and_(
@@ -192,7 +192,7 @@ _DEBIT = (
     .values(balance=accounts.c.balance - bindparam("amount"))
     .returning(accounts.c.balance)
 )
-_CREDIT = (
+_CREDIT = db.Prepared(
     update(accounts)
     .where(accounts.c.id == bindparam("account_id"))
     .values(balance=accounts.c.balance + bindparam("amount"))
@@ -202,12 +202,18 @@ _CREDIT = (
 
 def _debit(conn: Connection, account_id: str, amount: int) -> bool:
     """Take ``amount`` from an account unless that would pass its floor: one statement."""
-    row = conn.execute(_DEBIT, {"account_id": account_id, "amount": amount}).first()
+    cursor = _DEBIT.execute(conn, {"account_id": account_id, "amount": amount})
+    row = cursor.fetchone()
+    cursor.close()
     return row is not None
 
 
 def _credit_now(conn: Connection, account_id: str, amount: int) -> int:
-    row = conn.execute(_CREDIT, {"account_id": account_id, "amount": amount}).one()
+    cursor = _CREDIT.execute(conn, {"account_id": account_id, "amount": amount})
+    row = cursor.fetchone()
+    cursor.close()
+    if row is None:
+        raise AssertionError(f"no ledger account {account_id}")
     return int(row[0])
 
 
@@ -219,7 +225,7 @@ def _apply_deferred(conn: Connection, increments: dict[str, int]) -> None:
     for key in sorted(increments):
         if key.startswith(_DEFERRED_PREFIX) and increments[key]:
             account_id = key[len(_DEFERRED_PREFIX) :]
-            conn.execute(_CREDIT, {"account_id": account_id, "amount": increments[key]})
+            _credit_now(conn, account_id, increments[key])
 
 
 db.on_flush_deferred(_apply_deferred)

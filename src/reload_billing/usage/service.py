@@ -63,7 +63,7 @@ _BY_KEY = select(usage_records).where(
         usage_records.c.idempotency_key == bindparam("key"),
     )
 )
-_INSERT_RECORD = insert(usage_records)
+_INSERT_RECORD = db.Prepared(insert(usage_records))
 
 
 def _check_agent(conn: Connection, organization_id: str, agent_id: str) -> None:
@@ -221,7 +221,7 @@ def report_usage(
         else:
             values.update(charged=True, charged_amount=total, platform_fee=posted.platform_fee)
             transactions.append(transaction_json(posted))
-    conn.execute(_INSERT_RECORD, values)
+    _INSERT_RECORD.execute(conn, values).close()
     analytics_rollup.record_added(conn, values)
     record = record_json(values, transactions)
     if prefetched is None or prefetched.has_webhooks:
