@@ -14,6 +14,8 @@ from sqlalchemy import func, select
 from reload_billing.ledger.models import spending_counters, transactions
 from reload_billing.ledger.service import Limits
 from reload_billing.money import from_nanos, to_nanos
+from reload_billing.oauth import service as oauth
+from reload_billing.oauth.models import connections
 from reload_billing.usage.models import usage_records
 from reload_billing.users import service as users
 from tests.helpers import assert_ledger_ok, balance, parse, post, usage_body
@@ -72,7 +74,7 @@ def test_40_concurrent_charges_never_pass_a_daily_limit(live_server, db, make_te
     assert {body["data"]["failureReason"] for body in refused} == {"spending_limit_exceeded"}
     assert balance(db, tenant.billing_account_id) == Decimal("95")
     assert charged_total(db) == Decimal("5")
-    assert counters(db) == {"d": Decimal("5")}
+    assert counters(db) == {"d": Decimal("5"), "m": Decimal("5")}
     with db.read() as conn:
         failed = conn.execute(
             select(func.count())
@@ -136,7 +138,7 @@ def test_preview_names_the_daily_limit_and_charges_nothing(live_server, db, make
         assert (blocked["reason"], blocked["limit"]) == ("spending_limit_exceeded", "daily")
         assert blocked["balance"] == Decimal("28.5")
     assert balance(db, tenant.billing_account_id) == Decimal("28.5")
-    assert counters(db) == {"d": Decimal("1.5")}
+    assert counters(db) == {"d": Decimal("1.5"), "m": Decimal("1.5")}
 
 
 def test_preview_prefers_the_limit_over_a_low_balance(live_server, make_tenant):
@@ -154,7 +156,7 @@ def test_a_charge_refused_for_balance_does_not_use_up_the_daily_limit(live_serve
         assert charge(client, tenant.agent_id, "0.8").status_code == 201
         low = charge(client, tenant.agent_id, "0.8")
         assert parse(low)["data"]["failureReason"] == "insufficient_balance"
-        assert counters(db) == {"d": Decimal("0.8")}
+        assert counters(db) == {"d": Decimal("0.8"), "m": Decimal("0.8")}
         db.write(
             lambda conn: users.credit(
                 conn, user_id=tenant.user_id, amount=usd("10"), description="top-up"
@@ -164,6 +166,55 @@ def test_a_charge_refused_for_balance_does_not_use_up_the_daily_limit(live_serve
         assert charge(client, tenant.agent_id, "0.8").status_code == 201
         over = charge(client, tenant.agent_id, "0.8")
         assert parse(over)["data"]["failureReason"] == "spending_limit_exceeded"
-    assert counters(db) == {"d": Decimal("1.6")}
+    assert counters(db) == {"d": Decimal("1.6"), "m": Decimal("1.6")}
     assert charged_total(db) == Decimal("1.6")
+    assert_ledger_ok(db)
+
+
+def set_limits(db, tenant, limits: Limits) -> None:
+    """What the user does on the account page: change a connection's limits."""
+
+    def work(conn):
+        connection_id = conn.execute(
+            select(connections.c.id).where(connections.c.user_id == tenant.user_id)
+        ).scalar_one()
+        oauth.update_limits(conn, tenant.user_id, connection_id, limits)
+
+    db.write(work)
+
+
+def test_a_limit_set_later_counts_what_was_already_spent_in_its_period(
+    live_server, db, make_tenant
+):
+    tenant = make_tenant(balance="30")
+    with tenant.client(live_server.url) as client:
+        assert charge(client, tenant.agent_id, "3").status_code == 201
+        set_limits(db, tenant, Limits(daily=usd("5")))
+        assert preview(client, tenant.agent_id, "3")["limit"] == "daily"
+        over = charge(client, tenant.agent_id, "3")
+        assert over.status_code == 402
+        assert parse(over)["data"]["failureReason"] == "spending_limit_exceeded"
+        assert charge(client, tenant.agent_id, "2").status_code == 201
+    assert counters(db) == {"d": Decimal("5"), "m": Decimal("5")}
+    assert charged_total(db) == Decimal("5")
+    assert_ledger_ok(db)
+
+
+def test_a_refund_frees_the_part_of_the_limit_it_gives_back(live_server, db, make_tenant):
+    tenant = make_tenant(balance="30", limits=Limits(daily=usd("5"), monthly=usd("8")))
+    with tenant.client(live_server.url) as client:
+        first = parse(charge(client, tenant.agent_id, "5"))["data"]
+        assert parse(charge(client, tenant.agent_id, "0.01"))["data"]["failureReason"] == (
+            "spending_limit_exceeded"
+        )
+        refund = post(client, f"/v1/tp/usage-reports/{first['id']}/refund", {"amount": 2})
+        assert refund.status_code in (200, 201), refund.text
+        assert counters(db) == {"d": Decimal("3"), "m": Decimal("3")}
+        assert charge(client, tenant.agent_id, "2").status_code == 201
+        assert parse(charge(client, tenant.agent_id, "0.01"))["data"]["failureReason"] == (
+            "spending_limit_exceeded"
+        )
+    # 5 charged, 2 given back, 2 charged: 5 spent today, 5 this month.
+    assert counters(db) == {"d": Decimal("5"), "m": Decimal("5")}
+    assert charged_total(db) == Decimal("7")
     assert_ledger_ok(db)

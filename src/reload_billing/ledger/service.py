@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, select, update
 
 from .. import db
 from ..errors import InvalidRequest
@@ -36,6 +36,7 @@ _SYSTEM_ACCOUNTS = {
     EXTERNAL_FUNDING_ACCOUNT: EXTERNAL_FUNDING,
 }
 _DEFERRED_PREFIX = "ledger:"
+_SPENT_PREFIX = "spent:"
 
 
 class ChargeRefused(Exception):
@@ -222,10 +223,18 @@ def _credit_later(conn: Connection, account_id: str, amount: int) -> None:
 
 
 def _apply_deferred(conn: Connection, increments: dict[str, int]) -> None:
+    spent: list[dict[str, Any]] = []
     for key in sorted(increments):
-        if key.startswith(_DEFERRED_PREFIX) and increments[key]:
-            account_id = key[len(_DEFERRED_PREFIX) :]
-            _credit_now(conn, account_id, increments[key])
+        if not increments[key]:
+            continue
+        if key.startswith(_DEFERRED_PREFIX):
+            _credit_now(conn, key[len(_DEFERRED_PREFIX) :], increments[key])
+        elif key.startswith(_SPENT_PREFIX):
+            connection_id, _, period = key[len(_SPENT_PREFIX) :].partition("|")
+            spent.append(
+                {"connection_id": connection_id, "period": period, "spent": increments[key]}
+            )
+    db.upsert_add(conn, spending_counters, spent, key=("connection_id", "period"), add=("spent",))
 
 
 db.on_flush_deferred(_apply_deferred)
@@ -300,6 +309,26 @@ def _release_limits(conn: Connection, connection_id: str, periods: list[str], am
         )
 
 
+def _unspend(conn: Connection, connection_id: str, periods: list[str], amount: int) -> None:
+    """Take a refunded amount off the periods' counters (never below zero: a charge
+    made before counting began was never added)."""
+    conn.execute(
+        update(spending_counters)
+        .where(
+            and_(
+                spending_counters.c.connection_id == connection_id,
+                spending_counters.c.period.in_(periods),
+            )
+        )
+        .values(
+            spent=case(
+                (spending_counters.c.spent > amount, spending_counters.c.spent - amount),
+                else_=0,
+            )
+        )
+    )
+
+
 def check_limits(
     conn: Connection, connection_id: str | None, limits: Limits, amount: int
 ) -> str | None:
@@ -347,23 +376,30 @@ def charge(
     transaction, so what was already added to a spending counter is taken back.
     """
     reserved: list[str] = []
-    if limits.any and connection_id is not None:
+    uncapped: list[str] = []
+    if connection_id is not None:
         if limits.per_charge is not None and amount > limits.per_charge:
             raise ChargeRefused("spending_limit_exceeded", "over the per-charge limit")
         day_key, month_key = _period_keys(db.now_us())
-        if limits.daily is not None:
-            if not _reserve_limit(conn, connection_id, day_key, amount, limits.daily):
-                raise ChargeRefused("spending_limit_exceeded", "over the daily limit")
-            reserved.append(day_key)
-        if limits.monthly is not None:
-            if not _reserve_limit(conn, connection_id, month_key, amount, limits.monthly):
+        for period, cap, name in (
+            (day_key, limits.daily, "daily"),
+            (month_key, limits.monthly, "monthly"),
+        ):
+            if cap is None:
+                uncapped.append(period)
+            elif _reserve_limit(conn, connection_id, period, amount, cap):
+                reserved.append(period)
+            else:
                 _release_limits(conn, connection_id, reserved, amount)
-                raise ChargeRefused("spending_limit_exceeded", "over the monthly limit")
-            reserved.append(month_key)
+                raise ChargeRefused("spending_limit_exceeded", f"over the {name} limit")
     if amount > 0 and not _debit(conn, billing_account_id, amount):
         if connection_id is not None:
             _release_limits(conn, connection_id, reserved, amount)
         raise ChargeRefused("insufficient_balance", "the billing account's balance is too low")
+    for period in uncapped:
+        # Counted even without a limit, so that a limit set later includes what was
+        # already spent in its period; summed per batch like the hot accounts.
+        db.defer_increment(conn, f"{_SPENT_PREFIX}{connection_id}|{period}", amount)
     fee = split_fee(amount, fee_percent)
     posted = _post(
         conn,
@@ -400,8 +436,13 @@ def refund(
     user_id: str,
     reason: str | None,
     idempotency_key: str | None = None,
+    connection_id: str | None = None,
+    charged_at: int | None = None,
 ) -> Posted:
-    """Give part or all of a charge back; the platform returns its share of the fee."""
+    """Give part or all of a charge back; the platform returns its share of the fee.
+
+    What is given back no longer counts as spent through the connection in the day
+    and month of the charge, so it frees that much of their spending limits."""
     if amount <= 0 or refunded_before + amount > charged:
         raise InvalidRequest(
             "amount exceeds what is left to refund", param="amount", code="refund_exceeds_charge"
@@ -426,6 +467,8 @@ def refund(
     )
     _credit_later(conn, earnings_account_id, -(amount - fee_back))
     _credit_later(conn, PLATFORM_FEES_ACCOUNT, -fee_back)
+    if connection_id is not None and charged_at is not None:
+        _unspend(conn, connection_id, list(_period_keys(charged_at)), amount)
     after = _credit_now(conn, billing_account_id, amount)
     return dataclasses.replace(posted, balance_after=after)
 
@@ -447,6 +490,19 @@ def transactions_of_usage(
     for row in rows:
         found[row.usage_record_id].append(row)
     return found
+
+
+def charged_at(conn: Connection, usage_record_id: str) -> int | None:
+    """When a usage record's charge was made (its spending-limit periods)."""
+    value = conn.execute(
+        select(func.min(transactions.c.created_at)).where(
+            and_(
+                transactions.c.usage_record_id == usage_record_id,
+                transactions.c.kind == "charge",
+            )
+        )
+    ).scalar()
+    return int(value) if value is not None else None
 
 
 def transaction_by_key(conn: Connection, organization_id: str, key: str) -> Any:

@@ -476,6 +476,8 @@ def refund(
         user_id=record.user_id,
         reason=request.reason,
         idempotency_key=idempotency_key,
+        connection_id=record.connection_id,
+        charged_at=ledger.charged_at(conn, record.id),
     )
     claimed = conn.execute(
         update(usage_records)
