@@ -10,6 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from alembic import command
+from sqlalchemy import text
+
+from reload_billing import migrate
+from reload_billing.db import disposable
 
 RELOAD = str(Path(sys.executable).parent / "reload")
 
@@ -28,9 +33,35 @@ def one_json(result):
     return json.loads(lines[0], parse_float=Decimal)
 
 
+def test_db_upgrade_moves_an_older_schema_forward_and_keeps_its_data(database_url):
+    """A database made by the first release is upgraded in place, rows intact."""
+    engine = disposable(database_url)
+    try:
+        with engine.begin() as conn:
+            config = migrate.alembic_config(database_url)
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0001")  # the test databases start at head
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, password_hash, first_name, last_name,"
+                    " billing_account_id, created_at) VALUES"
+                    " ('usr_old', 'old@example.com', 'x', 'O', 'L', 'ba_old', 1)"
+                )
+            )
+        assert migrate.current(database_url) == "0001"
+        assert one_json(cli(database_url, "db", "upgrade", "--json"))["revision"] == migrate.head()
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT email, signed_out_at FROM users WHERE id = 'usr_old'")
+            ).one()
+        assert tuple(row) == ("old@example.com", None)
+    finally:
+        engine.dispose()
+
+
 def test_operator_can_set_up_a_billable_connection(database_url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert one_json(cli(database_url, "db", "upgrade", "--json"))["revision"] == "0001"
+    assert one_json(cli(database_url, "db", "upgrade", "--json"))["revision"] == migrate.head()
     org = one_json(
         cli(
             database_url,

@@ -342,3 +342,22 @@ def test_the_account_and_the_portal_are_separate_sign_ins(live_server, tenant):
             page="/developer/signin",
         )
         assert wrong.status_code == 400
+
+
+def test_signing_out_ends_every_copy_of_the_session(live_server, tenant):
+    """A copied cookie (another tab or device, or a stolen one) stops working when
+    its owner signs out; signing in again gives a session that works."""
+    for developer, home, signout in (
+        (False, "/", "/signout"),
+        (True, "/developer/agents", "/developer/signout"),
+    ):
+        email = developer_email(tenant) if developer else tenant.user_email
+        with page_client(live_server) as browser, page_client(live_server) as copy:
+            browser.sign_in(email, developer=developer)
+            copy.http.cookies.update(browser.http.cookies)
+            assert copy.get(home).status_code == 200
+            browser.get(home)
+            assert browser.submit(signout).status_code == 303
+            assert copy.get(home).status_code == 303
+            browser.sign_in(email, developer=developer)
+            assert browser.get(home).status_code == 200

@@ -15,7 +15,7 @@ from starlette.routing import Match
 
 from .. import api
 from ..agents import service as agents
-from ..errors import Conflict, InvalidRequest, NotFound, ReloadError
+from ..errors import Conflict, InvalidRequest, NotFound
 from ..ledger import service as ledger
 from ..organizations import service as organizations
 from ..reports import export, filters
@@ -30,14 +30,7 @@ WEBHOOKS_PATH = "/developer/webhooks"
 
 
 def signed_in_org(request: Request) -> Any | None:
-    organization_id = request.session.get(SESSION_KEY)
-    if not organization_id:
-        return None
-    try:
-        return api.read(request, lambda conn: organizations.get_organization(conn, organization_id))
-    except ReloadError:
-        pages.end_session(request, SESSION_KEY)
-        return None
+    return pages.signed_in(request, SESSION_KEY, organizations.get_organization)
 
 
 def _to_signin(request: Request) -> Response:
@@ -163,6 +156,12 @@ async def signup(request: Request) -> Response:
 async def signout(request: Request) -> Response:
     form = await request.form()
     pages.check_csrf(request, form)
+    organization_id = request.session.get(SESSION_KEY)
+    if organization_id:
+        # A copy of this cookie (another tab, another device) is signed out too.
+        api.database(request).write(
+            lambda conn: organizations.sign_out_everywhere(conn, organization_id)
+        )
     pages.end_session(request, SESSION_KEY)
     return pages.redirect("/developer/signin")
 

@@ -57,12 +57,11 @@ def authorize(request: Request) -> Response:
     checked = _validate(request, params)
     if isinstance(checked, Response):
         return checked
-    user_id = request.session.get("user_id")
-    if not user_id:
+    user = pages.signed_in(request, "user_id", users.get_user)
+    if user is None:
         return pages.redirect(
             "/signin?" + urlencode({"next": f"/oauth/authorize?{urlencode(params)}"})
         )
-    user = api.read(request, lambda conn: users.get_user(conn, user_id))
     return pages.render(
         request,
         "consent.html",
@@ -99,17 +98,17 @@ async def decide(request: Request) -> Response:
     checked = _validate(request, params)
     if isinstance(checked, Response):
         return checked
-    user_id = request.session.get("user_id")
-    if not user_id:
+    user = pages.signed_in(request, "user_id", users.get_user)
+    if user is None:
         return pages.redirect(
             "/signin?" + urlencode({"next": f"/oauth/authorize?{urlencode(params)}"})
         )
+    user_id = user.id
     if form.get("decision") != "approve":
         return _back_to_app(checked.redirect_uri, error="access_denied", state=checked.state)
     try:
         limits = limits_from_form(form)
     except InvalidRequest as error:
-        user = api.read(request, lambda conn: users.get_user(conn, user_id))
         return pages.render(
             request,
             "consent.html",

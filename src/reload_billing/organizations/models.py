@@ -15,6 +15,8 @@ organizations = Table(
     Column("environment", String(20), nullable=False),
     Column("earnings_account_id", String(40), nullable=False),
     Column("created_at", Timestamp, nullable=False),
+    # Portal sessions signed in before this moment are over (set by signing out).
+    Column("signed_out_at", Timestamp, nullable=True),
 )
 
 redirect_uris = Table(

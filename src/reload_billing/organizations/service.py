@@ -53,6 +53,15 @@ def create_organization(
     return get_organization(conn, organization_id), client_secret
 
 
+def sign_out_everywhere(conn: Connection, organization_id: str) -> None:
+    """End every developer-portal session of this organization begun until now."""
+    conn.execute(
+        update(organizations)
+        .where(organizations.c.id == organization_id)
+        .values(signed_out_at=db.now_us())
+    )
+
+
 def get_organization(conn: Connection, organization_id: str) -> Any:
     row = conn.execute(select(organizations).where(organizations.c.id == organization_id)).first()
     if row is None:

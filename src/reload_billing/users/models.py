@@ -12,4 +12,6 @@ users = Table(
     Column("last_name", String(100), nullable=False),
     Column("billing_account_id", String(40), nullable=False),
     Column("created_at", Timestamp, nullable=False),
+    # Sessions signed in before this moment are over (set by signing out).
+    Column("signed_out_at", Timestamp, nullable=True),
 )

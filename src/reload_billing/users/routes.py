@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingRes
 from sqlalchemy import Connection
 
 from .. import api
-from ..errors import Conflict, InvalidRequest, NotFound, ReloadError
+from ..errors import Conflict, InvalidRequest, NotFound
 from ..ledger import service as ledger
 from ..money import MoneyError, parse_usd, to_nanos
 from ..oauth import service as oauth
@@ -26,14 +26,7 @@ SESSION_KEY = "user_id"
 
 
 def signed_in_user(request: Request) -> Any | None:
-    user_id = request.session.get(SESSION_KEY)
-    if not user_id:
-        return None
-    try:
-        return api.read(request, lambda conn: service.get_user(conn, user_id))
-    except ReloadError:
-        pages.end_session(request, SESSION_KEY)
-        return None
+    return pages.signed_in(request, SESSION_KEY, service.get_user)
 
 
 def _client_host(request: Request) -> str:
@@ -117,6 +110,10 @@ async def signup(request: Request) -> Response:
 async def signout(request: Request) -> Response:
     form = await request.form()
     pages.check_csrf(request, form)
+    user_id = request.session.get(SESSION_KEY)
+    if user_id:
+        # A copy of this cookie (another tab, another device) is signed out too.
+        api.database(request).write(lambda conn: service.sign_out_everywhere(conn, user_id))
     pages.end_session(request, SESSION_KEY)
     return pages.redirect("/signin")
 

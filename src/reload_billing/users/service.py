@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from .. import db
 from ..errors import Conflict, InvalidRequest, NotFound
@@ -44,6 +44,11 @@ def create_user(
         )
     )
     return get_user(conn, user_id)
+
+
+def sign_out_everywhere(conn: Connection, user_id: str) -> None:
+    """End every page session of this user begun until now."""
+    conn.execute(update(users).where(users.c.id == user_id).values(signed_out_at=db.now_us()))
 
 
 def get_user(conn: Connection, user_id: str) -> Any:

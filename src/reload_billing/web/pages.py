@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,9 +12,11 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import Connection
 
-from ..db import from_us
-from ..errors import Forbidden
+from .. import api
+from ..db import from_us, now_us
+from ..errors import Forbidden, ReloadError
 from ..money import CREDITS_PER_USD, format_usd, from_nanos
 from . import charts
 from . import format as fmt
@@ -93,17 +96,49 @@ def redirect(url: str) -> RedirectResponse:
 
 def start_session(request: Request, **values: str) -> None:
     """A fresh session on sign-in (no fixation): keep nothing from before but the
-    other side's sign-in (account or developer portal)."""
-    kept = {key: request.session[key] for key in SIGN_IN_KEYS if key in request.session}
+    other side's sign-in (account or developer portal). Each side's sign-in keeps its
+    moment, so that signing out can end every session begun before it."""
+    kept = {
+        name: request.session[name]
+        for key in SIGN_IN_KEYS
+        for name in (key, key + _AT)
+        if name in request.session
+    }
     request.session.clear()
     request.session.update(kept)
     request.session.update(values)
+    for key in values:
+        request.session[key + _AT] = now_us()
     request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+_AT = "_signed_in_at"
+
+
+def signed_in(request: Request, key: str, load: Callable[[Connection, str], Any]) -> Any | None:
+    """Who is signed in on side ``key``: the row ``load`` reads for the session's id,
+    or None, ending that side's session, when the row is gone or a sign-out since
+    this session began ended every session then open (``signed_out_at``)."""
+    owner_id = request.session.get(key)
+    if not owner_id:
+        return None
+    try:
+        row = api.read(request, lambda conn: load(conn, owner_id))
+    except ReloadError:
+        row = None
+    if row is None or (
+        row.signed_out_at is not None
+        and int(request.session.get(key + _AT) or 0) <= row.signed_out_at
+    ):
+        end_session(request, key)
+        return None
+    return row
 
 
 def end_session(request: Request, key: str) -> None:
     """Sign out of one side; the other side stays signed in."""
     request.session.pop(key, None)
+    request.session.pop(key + _AT, None)
     request.session["csrf"] = secrets.token_urlsafe(32)
     if not any(name in request.session for name in SIGN_IN_KEYS):
         request.session.clear()
