@@ -268,4 +268,20 @@ def register(app: typer.Typer) -> None:
     app.command("preview-charge")(preview_charge)
 
 
-__all__ = ["list_reports", "preview_charge", "register", "report", "usage_app"]
+def main(missing: str) -> None:
+    """``reload`` where only the client is installed: the developer's commands."""
+    app = typer.Typer(
+        help=(
+            "Reload, the developer's commands. The operator's commands (serve, db, "
+            f"orgs, ...) need the server: pip install 'reload-billing[server]' "
+            f"({missing} is not installed)."
+        ),
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,  # "[server]" is text, not markup
+    )
+    register(app)
+    app()
+
+
+__all__ = ["list_reports", "main", "preview_charge", "register", "report", "usage_app"]
