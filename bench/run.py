@@ -350,13 +350,16 @@ def bench_backend(
         flush=True,
     )
     runs = [
-        http_run(url, seed_data, args.seconds, args.connections, env) for _ in range(args.repeat)
+        http_run(url, seed_data, args.seconds, args.connections, env, args.workers)
+        for _ in range(args.repeat)
     ]
     http = sorted(runs, key=lambda r: r["reports_per_s"])[len(runs) // 2]
     direct = direct_runs(url, seed_data, args.direct_seconds)
     raw = raw_commit_rate(url, 3)
     return {
         "backend": name,
+        "server_processes": args.workers,
+        "connections": args.connections,
         "http_reports_per_s": round(http["reports_per_s"]),
         "http_p50_ms": round(http["p50"], 2),
         "http_p99_ms": round(http["p99"], 2),
@@ -379,6 +382,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     parser.add_argument("--json", type=Path, default=ROOT / ".bench" / "hot_path.json")
     args = parser.parse_args()
