@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import generate_latest
 from sqlalchemy import exc, text
@@ -22,7 +23,7 @@ from .developer.routes import router as developer_router
 from .errors import ReloadError
 from .guard import InputGuard
 from .ledger import service as ledger
-from .middleware import EdgeMiddleware, Metrics, PageSessions
+from .middleware import DirectRoutes, EdgeMiddleware, Metrics, PageSessions
 from .oauth.routes import router as oauth_router
 from .ratelimit import ClientRateLimit, RateLimiter
 from .reports.routes import router as reports_router
@@ -175,6 +176,16 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         body = generate_latest(metrics.registry)
         return Response(body, media_type="text/plain; version=0.0.4")
 
+    app.add_middleware(
+        DirectRoutes,
+        routes={
+            (method, route.path): route
+            for route in usage_router.routes
+            if isinstance(route, APIRoute) and route.path == "/v1/tp/usage"
+            for method in route.methods or ()
+        },
+        exception_handlers=app.exception_handlers,
+    )
     app.add_middleware(InputGuard, max_header_bytes=settings.max_header_bytes)
     app.add_middleware(
         ClientRateLimit,

@@ -315,3 +315,24 @@ def test_refund_with_idempotency_key_refunds_once(live_server, db, tenant):
     assert again.headers["Idempotent-Replayed"] == "true"
     assert parse(again)["data"] == parse(first)["data"]
     assert balance(db, tenant.billing_account_id) == Decimal("9")
+
+
+def test_usage_answers_carry_the_edge_headers_and_are_counted_under_their_route(
+    live_server, tenant
+):
+    """POST /v1/tp/usage is dispatched on a short path (middleware.DirectRoutes):
+    its answers, good and bad, still get a request id, the security headers and
+    their line in /metrics."""
+    with tenant.client(live_server.url) as client:
+        good = post(client, "/v1/tp/usage", usage_body(tenant.agent_id, "0.5"))
+        bad = client.post(
+            "/v1/tp/usage", content=b"{", headers={"content-type": "application/json"}
+        )
+        metrics = client.get("/metrics").text
+    assert good.status_code == 201
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+    for answer in (good, bad):
+        assert len(answer.headers["x-request-id"]) == 16
+        assert answer.headers["x-frame-options"] == "DENY"
+    assert 'route="/v1/tp/usage",status="201"} 1.0' in metrics
+    assert 'route="/v1/tp/usage",status="400"} 1.0' in metrics
