@@ -294,24 +294,12 @@ def _reserve_limit(
     return result.rowcount == 1
 
 
-def _release_limits(conn: Connection, connection_id: str, periods: list[str], amount: int) -> None:
-    """Take back what :func:`_reserve_limit` added for a charge that was then refused."""
-    if periods:
-        conn.execute(
-            update(spending_counters)
-            .where(
-                and_(
-                    spending_counters.c.connection_id == connection_id,
-                    spending_counters.c.period.in_(periods),
-                )
-            )
-            .values(spent=spending_counters.c.spent - amount)
-        )
-
-
 def _unspend(conn: Connection, connection_id: str, periods: list[str], amount: int) -> None:
-    """Take a refunded amount off the periods' counters (never below zero: a charge
-    made before counting began was never added)."""
+    """Take ``amount`` off the periods' counters: what :func:`_reserve_limit` added
+    for a charge then refused, or what a refund gives back (never below zero: a
+    charge made before counting began was never added)."""
+    if not periods:
+        return
     conn.execute(
         update(spending_counters)
         .where(
@@ -390,11 +378,11 @@ def charge(
             elif _reserve_limit(conn, connection_id, period, amount, cap):
                 reserved.append(period)
             else:
-                _release_limits(conn, connection_id, reserved, amount)
+                _unspend(conn, connection_id, reserved, amount)
                 raise ChargeRefused("spending_limit_exceeded", f"over the {name} limit")
     if amount > 0 and not _debit(conn, billing_account_id, amount):
         if connection_id is not None:
-            _release_limits(conn, connection_id, reserved, amount)
+            _unspend(conn, connection_id, reserved, amount)
         raise ChargeRefused("insufficient_balance", "the billing account's balance is too low")
     for period in uncapped:
         # Counted even without a limit, so that a limit set later includes what was
