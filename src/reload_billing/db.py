@@ -15,10 +15,11 @@ import logging
 import queue
 import threading
 import time
+from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,16 +71,32 @@ def to_us(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def from_us(micros: int) -> datetime:
-    return datetime.fromtimestamp(micros / 1_000_000, tz=UTC).replace(
-        microsecond=micros % 1_000_000
-    )
+    """Exact (integer arithmetic, no float seconds)."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+_SECOND_TEXT: tuple[int, str] = (0, "1970-01-01T00:00:00")
 
 
 def rfc3339(micros: int | None) -> str | None:
+    """``2026-11-27T03:52:53.123456Z`` (no fraction when it is zero). The text of the
+    last second is kept: the records of a batch share it, and formatting a datetime
+    is a good part of answering a report."""
+    global _SECOND_TEXT
     if micros is None:
         return None
-    return from_us(micros).isoformat().replace("+00:00", "Z")
+    seconds, fraction = divmod(micros, 1_000_000)
+    known = _SECOND_TEXT
+    if known[0] == seconds:
+        prefix = known[1]
+    else:
+        prefix = from_us(seconds * 1_000_000).isoformat().removesuffix("+00:00")
+        _SECOND_TEXT = (seconds, prefix)
+    return f"{prefix}.{fraction:06d}Z" if fraction else f"{prefix}Z"
 
 
 def normalize_url(url: str) -> str:
@@ -198,14 +215,15 @@ class Prepared:
 
     SQLAlchemy's per-execution work (cache key, execution context, result object)
     costs several times what SQLite spends on a one-row INSERT. Only plain statements
-    whose columns need no type conversion (integers, strings, booleans, floats) and
-    no Python-side defaults belong here. Driver errors come out as SQLAlchemy's
-    exceptions, as from ``Connection.execute``.
+    whose columns need no type conversion (integers, strings, floats; a boolean read
+    back is 0 or 1 on SQLite) and no Python-side defaults belong here. Driver errors
+    come out as SQLAlchemy's exceptions, as from ``Connection.execute``.
     """
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._compiled: dict[tuple[str, frozenset[str]], tuple[str, tuple[str, ...] | None]] = {}
+        self._rows: dict[tuple[str, ...], Any] = {}
 
     def _sql(self, conn: Connection, names: frozenset[str]) -> tuple[str, tuple[str, ...] | None]:
         key = (conn.dialect.name, names)
@@ -224,6 +242,21 @@ class Prepared:
         sql, order = self._sql(conn, frozenset(params))
         args: Any = params if order is None else tuple(params[name] for name in order)
         return _run_raw(conn, sql, args, many=False)
+
+    def first(self, conn: Connection, params: dict[str, Any]) -> Any | None:
+        """The first row of a SELECT, its columns as attributes (by their labels)."""
+        cursor = self.execute(conn, params)
+        try:
+            row = cursor.fetchone()
+            names = tuple(column[0] for column in cursor.description)
+        finally:
+            cursor.close()
+        if row is None:
+            return None
+        row_type = self._rows.get(names)
+        if row_type is None:
+            row_type = self._rows[names] = namedtuple("Row", names, rename=True)
+        return row_type(*row)
 
     def execute_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Run once per parameter set; every set has the same names."""

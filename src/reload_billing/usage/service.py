@@ -94,7 +94,7 @@ class Prefetched:
 # The hot path's one read: the organization by client id, the token by hash with its
 # connection and user, the agent, whether the organization has webhooks, and any
 # record already made with this idempotency key.
-_CONTEXT = (
+_CONTEXT = db.Prepared(
     select(
         organizations_table.c.id.label("organization_id"),
         organizations_table.c.environment,
@@ -144,15 +144,15 @@ def authenticate(
     idempotency_key: str | None,
 ) -> tuple[Organization, TokenContext, Prefetched]:
     """Client credentials, access token and what a usage report needs, in one query."""
-    found = conn.execute(
-        _CONTEXT,
+    found = _CONTEXT.first(
+        conn,
         {
             "client_id": client_id,
             "token_hash": hash_secret(access_token) if access_token else "",
             "agent_id": agent_id,
             "key": idempotency_key,
         },
-    ).first()
+    )
     row = organizations.check_client_secret(found, client_secret)
     organization = Organization(row.organization_id, row.environment, row.earnings_account_id)
     if not access_token:
