@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
@@ -28,6 +29,7 @@ from hypothesis.stateful import (
 from sqlalchemy import select
 
 from reload_billing import jsonbody
+from reload_billing.db import from_us, rfc3339, to_us
 from reload_billing.errors import Conflict, InvalidRequest, ReloadError
 from reload_billing.ledger import service as ledger
 from reload_billing.ledger.models import accounts
@@ -439,3 +441,20 @@ def test_random_ledger_histories_match_the_model(db):
             database=None,
         ),
     )
+
+
+# Every instant from year 1 to year 9999, in microseconds since the epoch.
+instants = st.integers(
+    min_value=to_us(datetime(1, 1, 1, tzinfo=UTC)),
+    max_value=to_us(datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)),
+)
+
+
+@given(st.lists(instants, min_size=1, max_size=5))
+def test_timestamps_are_exact_both_ways_and_written_as_rfc3339(moments: list[int]) -> None:
+    for micros in moments:  # several in a row: the text of the last second is reused
+        assert to_us(from_us(micros)) == micros
+        text = rfc3339(micros)
+        assert text is not None and text.endswith("Z")
+        assert datetime.fromisoformat(text.replace("Z", "+00:00")) == from_us(micros)
+        assert (micros % 1_000_000 == 0) == ("." not in text)
