@@ -223,5 +223,12 @@ def test_pages_are_labelled_keyboard_usable_and_fit_375_px(live_server, browser:
         assert nameless == 0, path
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 375, (path, width)
+        # Every link of the main navigation is on screen, none scrolled out of view.
+        hidden = page.evaluate(
+            """() => [...document.querySelectorAll('.mainnav a, .mainnav button')]
+                   .filter(el => el.getBoundingClientRect().right > window.innerWidth)
+                   .map(el => el.textContent.trim())"""
+        )
+        assert hidden == [], (path, hidden)
     context.close()
     assert errors == []
