@@ -350,6 +350,7 @@ def test_signing_out_ends_every_copy_of_the_session(live_server, tenant):
     for developer, home, signout in (
         (False, "/", "/signout"),
         (True, "/developer/agents", "/developer/signout"),
+        (True, "/developer/webhooks", "/developer/signout"),
     ):
         email = developer_email(tenant) if developer else tenant.user_email
         with page_client(live_server) as browser, page_client(live_server) as copy:

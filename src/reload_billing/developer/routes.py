@@ -25,7 +25,7 @@ from ..web import charts, pages
 from . import service
 
 router = APIRouter(prefix="/developer", include_in_schema=False)
-SESSION_KEY = "developer_org_id"
+SESSION_KEY = pages.DEVELOPER_SESSION
 WEBHOOKS_PATH = "/developer/webhooks"
 
 

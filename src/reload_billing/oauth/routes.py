@@ -57,7 +57,7 @@ def authorize(request: Request) -> Response:
     checked = _validate(request, params)
     if isinstance(checked, Response):
         return checked
-    user = pages.signed_in(request, "user_id", users.get_user)
+    user = pages.signed_in(request, pages.USER_SESSION, users.get_user)
     if user is None:
         return pages.redirect(
             "/signin?" + urlencode({"next": f"/oauth/authorize?{urlencode(params)}"})
@@ -98,7 +98,7 @@ async def decide(request: Request) -> Response:
     checked = _validate(request, params)
     if isinstance(checked, Response):
         return checked
-    user = pages.signed_in(request, "user_id", users.get_user)
+    user = pages.signed_in(request, pages.USER_SESSION, users.get_user)
     if user is None:
         return pages.redirect(
             "/signin?" + urlencode({"next": f"/oauth/authorize?{urlencode(params)}"})

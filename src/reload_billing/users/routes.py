@@ -22,7 +22,7 @@ from . import service
 
 router = APIRouter(include_in_schema=False)
 SANDBOX_TOP_UP_MAX = 10_000
-SESSION_KEY = "user_id"
+SESSION_KEY = pages.USER_SESSION
 
 
 def signed_in_user(request: Request) -> Any | None:

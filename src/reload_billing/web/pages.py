@@ -53,7 +53,9 @@ templates.env.globals["share"] = charts.share
 
 # The keys that say who is signed in; the account and the developer portal are
 # separate sign-ins in one cookie, and signing in on one side keeps the other.
-SIGN_IN_KEYS = ("user_id", "developer_org_id")
+USER_SESSION = "user_id"
+DEVELOPER_SESSION = "developer_org_id"
+SIGN_IN_KEYS = (USER_SESSION, DEVELOPER_SESSION)
 
 
 def csrf_token(request: Request) -> str:

@@ -19,18 +19,11 @@ from ..web import pages
 from . import service
 
 router = APIRouter(prefix="/developer/webhooks", include_in_schema=False)
-SESSION_KEY = "developer_org_id"
 RECENT_DELIVERIES = 50
 
 
 def _signed_in_org(request: Request) -> Any | None:
-    organization_id = request.session.get(SESSION_KEY)
-    if not organization_id:
-        return None
-    try:
-        return api.read(request, lambda conn: organizations.get_organization(conn, organization_id))
-    except ReloadError:
-        return None
+    return pages.signed_in(request, pages.DEVELOPER_SESSION, organizations.get_organization)
 
 
 def _to_signin(request: Request) -> Response:
