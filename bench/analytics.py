@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
-import platform
 import random
 import shutil
 import statistics
@@ -30,6 +28,8 @@ from sqlalchemy import insert
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import machine  # noqa: E402
 
 from reload_billing import db as dbmod  # noqa: E402
 from reload_billing import migrate  # noqa: E402
@@ -71,19 +71,6 @@ REPORTS: dict[str, dict[str, str]] = {
     "one user, by day": {"groupBy": "day", "userId": "usr_bench00007"},
 }
 PERIOD = {"startDate": "2026-03-01", "endDate": "2026-03-31"}
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"nproc {os.cpu_count()}, {model}, {mem:.0f} GiB RAM, Python {platform.python_version()}"
 
 
 def seed(url: str, records: int) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -37,6 +36,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import machine  # noqa: E402
+
 from reload_billing import migrate  # noqa: E402
 from reload_billing.agents import service as agents  # noqa: E402
 from reload_billing.db import Database, disposable  # noqa: E402
@@ -51,19 +52,6 @@ from reload_billing.users import service as users  # noqa: E402
 
 RELOAD = str(Path(sys.executable).parent / "reload")
 COST = "0.0021"
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores, {model}, {mem:.0f} GiB, Python {platform.python_version()}"
 
 
 def seed(url: str, n_users: int) -> dict[str, Any]:

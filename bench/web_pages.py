@@ -15,7 +15,6 @@ page, and the CSV of one filtered day; prints medians.
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import re
 import statistics
@@ -28,6 +27,9 @@ from sqlalchemy import func, insert, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+from bench.common import machine  # noqa: E402
 
 from reload_billing import db, migrate  # noqa: E402
 from reload_billing.agents.models import agents  # noqa: E402
@@ -53,20 +55,6 @@ MODELS = (
     ("gemini-1.5-pro", "google"),
 )
 CHUNK = 20_000
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}"
 
 
 def seed(url: str, records: int) -> None:

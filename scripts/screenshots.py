@@ -22,16 +22,8 @@ from reload_billing import demo, migrate
 from reload_billing.config import Settings
 from reload_billing.db import Database
 from reload_billing.testing import live
+from reload_billing.testing.browser import launch as browser_launch
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 375, "height": 760}
 MAX_HEIGHT = 1800
@@ -86,9 +78,7 @@ def run(out: Path) -> None:
         server = live.start(settings)
         try:
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-                )
+                browser = browser_launch(playwright)
                 for suffix, viewport in (("", DESKTOP), ("-mobile", PHONE)):
                     context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
                     page = context.new_page()

@@ -12,6 +12,7 @@ from reload_billing.db import Database
 from reload_billing.ledger import service as ledger
 from reload_billing.ledger.models import accounts, entries
 from reload_billing.money import from_nanos
+from reload_billing.usage.models import usage_records
 
 _keys = itertools.count()
 
@@ -48,6 +49,17 @@ def assert_ledger_ok(database: Database) -> ledger.Verification:
     assert result.ok, result.as_dict()
     assert result.entries_sum == 0
     return result
+
+
+def failed_records(database: Database) -> int:
+    """How many usage records hold a failed charge."""
+    with database.read() as conn:
+        found = conn.execute(
+            select(func.count())
+            .select_from(usage_records)
+            .where(usage_records.c.status == "failed")
+        ).scalar()
+    return int(found or 0)
 
 
 def account_balances(database: Database) -> dict[str, int]:

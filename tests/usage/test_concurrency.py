@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from reload_billing.ledger.models import transactions
 from reload_billing.usage.models import usage_records
-from tests.helpers import assert_ledger_ok, balance, post, usage_body
+from tests.helpers import assert_ledger_ok, balance, failed_records, post, usage_body
 
 
 def _parallel(count, send):
@@ -32,13 +32,7 @@ def test_50_concurrent_charges_on_30_usd_give_30_completed_and_20_failed(
     assert statuses.count(201) == 30
     assert statuses.count(402) == 20
     assert balance(db, tenant.billing_account_id) == 0
-    with db.read() as conn:
-        failed = conn.execute(
-            select(func.count())
-            .select_from(usage_records)
-            .where(usage_records.c.status == "failed")
-        ).scalar()
-    assert failed == 20
+    assert failed_records(db) == 20
     assert_ledger_ok(db)
 
 

@@ -16,9 +16,8 @@ from reload_billing.ledger.service import Limits
 from reload_billing.money import from_nanos, to_nanos
 from reload_billing.oauth import service as oauth
 from reload_billing.oauth.models import connections
-from reload_billing.usage.models import usage_records
 from reload_billing.users import service as users
-from tests.helpers import assert_ledger_ok, balance, parse, post, usage_body
+from tests.helpers import assert_ledger_ok, balance, failed_records, parse, post, usage_body
 
 
 def usd(amount: str) -> int:
@@ -75,13 +74,7 @@ def test_40_concurrent_charges_never_pass_a_daily_limit(live_server, db, make_te
     assert balance(db, tenant.billing_account_id) == Decimal("95")
     assert charged_total(db) == Decimal("5")
     assert counters(db) == {"d": Decimal("5"), "m": Decimal("5")}
-    with db.read() as conn:
-        failed = conn.execute(
-            select(func.count())
-            .select_from(usage_records)
-            .where(usage_records.c.status == "failed")
-        ).scalar()
-    assert failed == 30
+    assert failed_records(db) == 30
     assert_ledger_ok(db)
 
 

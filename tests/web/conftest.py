@@ -10,24 +10,13 @@ from playwright.sync_api import Browser, sync_playwright
 
 from reload_billing.config import Settings
 from reload_billing.testing import live
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from reload_billing.testing.browser import launch as browser_launch
 
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
+        chromium = browser_launch(playwright)
         try:
             yield chromium
         finally:

@@ -3,75 +3,22 @@ was committed but before it was delivered sends it once restarted."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import httpx
 from sqlalchemy import select
 
 from reload_billing.webhooks import service as webhooks
 from reload_billing.webhooks.models import attempts, deliveries
 from tests.helpers import post, usage_body
+from tests.reliability.servers import ServerProcess, free_port
 from tests.webhooks.receiver import Receiver, wait_for
 
-RELOAD = str(Path(sys.executable).parent / "reload")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """``reload serve`` in its own process group, so SIGKILL reaches all of it."""
-
-    def __init__(self, settings, cwd: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.cwd = cwd
-        self.env = {
-            **os.environ,
-            "RELOAD_DATABASE_URL": settings.database_url,
-            "RELOAD_SECRET_KEY": settings.secret_key,
-            "RELOAD_LOG_LEVEL": "warning",
-            "RELOAD_WEBHOOK_POLL_SECONDS": "0.05",
-            "RELOAD_WEBHOOK_BACKOFF_SECONDS": "0.2",
-            "RELOAD_WEBHOOK_BACKOFF_MAX_SECONDS": "0.5",
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = (self.cwd / "server.log").open("ab")
-        self.process = subprocess.Popen(
-            [RELOAD, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=self.cwd,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, (self.cwd / "server.log").read_text()
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("reload serve did not start")
-
-    def kill(self) -> None:
-        if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-            self.process = None
+# Fast retries, so that the test sees the refused attempt and the redelivery soon.
+QUICK_WEBHOOKS = {
+    "RELOAD_WEBHOOK_POLL_SECONDS": "0.05",
+    "RELOAD_WEBHOOK_BACKOFF_SECONDS": "0.2",
+    "RELOAD_WEBHOOK_BACKOFF_MAX_SECONDS": "0.5",
+}
 
 
 def test_an_event_committed_before_a_sigkill_is_delivered_after_restart(
@@ -88,7 +35,11 @@ def test_an_event_committed_before_a_sigkill_is_delivered_after_restart(
             environment="sandbox",
         )
     )
-    server = Server(settings, tmp_path)
+    server = ServerProcess(
+        settings.database_url,
+        tmp_path / "server.log",
+        env={"RELOAD_SECRET_KEY": settings.secret_key, **QUICK_WEBHOOKS},
+    )
     receiver = None
     try:
         server.start()

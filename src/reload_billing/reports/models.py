@@ -12,6 +12,15 @@ from ..db import Timestamp, metadata
 
 # One row per scope (an organization or a user), day and combination of the
 # dimensions the pages filter or group by; sums in nano-dollars and tokens.
+USAGE_DAILY_DIMENSIONS = (
+    "organization_id",
+    "ai_agent_id",
+    "model",
+    "usage_type",
+    "status",
+    "charged",
+    "refunded",
+)
 usage_daily = Table(
     "usage_daily",
     metadata,
@@ -32,17 +41,7 @@ usage_daily = Table(
     Column("fee_returned", BigInteger, nullable=False),
     Column("tokens", BigInteger, nullable=False),
     Column("internal_credits", BigInteger, nullable=False),
-    PrimaryKeyConstraint(
-        "scope_id",
-        "day",
-        "organization_id",
-        "ai_agent_id",
-        "model",
-        "usage_type",
-        "status",
-        "charged",
-        "refunded",
-    ),
+    PrimaryKeyConstraint("scope_id", "day", *USAGE_DAILY_DIMENSIONS),
 )
 
 # Which days of a scope are in usage_daily (a day without records has no rows).

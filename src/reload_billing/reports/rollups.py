@@ -39,7 +39,7 @@ from .. import db
 from ..db import Database
 from ..ledger.models import entries, transactions
 from ..usage.models import usage_records
-from .models import usage_daily, usage_daily_days, usage_daily_watermarks
+from .models import USAGE_DAILY_DIMENSIONS, usage_daily, usage_daily_days, usage_daily_watermarks
 
 DAY_US = 86_400_000_000
 # A day's totals are kept once it has been over for this long.
@@ -54,15 +54,7 @@ RESET_AFTER = 500_000
 
 u = usage_records
 DAY = (u.c.created_at // literal_column(str(DAY_US), BigInteger)).label("day")
-DIMENSIONS = (
-    "organization_id",
-    "ai_agent_id",
-    "model",
-    "usage_type",
-    "status",
-    "charged",
-    "refunded",
-)
+DIMENSIONS = USAGE_DAILY_DIMENSIONS
 MEASURES = (
     "records",
     "cost",
