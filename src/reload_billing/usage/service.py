@@ -176,13 +176,15 @@ def report_usage(
     if report.charge_user:
         token.require("payment")
     token.require_agent(report.ai_agent_id)
-    body_hash = request_hash(report, token.user_id)
-    if report.idempotency_key is not None and (prefetched is None or prefetched.existing_id):
-        existing = conn.execute(
-            _BY_KEY, {"organization_id": organization.id, "key": report.idempotency_key}
-        ).first()
-        if existing is not None:
-            return _repeat(conn, organization, token, existing, body_hash, fee_percent)
+    body_hash = None  # only a report with an idempotency key is compared with another
+    if report.idempotency_key is not None:
+        body_hash = request_hash(report, token.user_id)
+        if prefetched is None or prefetched.existing_id:
+            existing = conn.execute(
+                _BY_KEY, {"organization_id": organization.id, "key": report.idempotency_key}
+            ).first()
+            if existing is not None:
+                return _repeat(conn, organization, token, existing, body_hash, fee_percent)
     if prefetched is None:
         _check_agent(conn, organization.id, report.ai_agent_id)
     else:
@@ -196,7 +198,7 @@ def report_usage(
         organization_id=organization.id,
         user_id=token.user_id,
         connection_id=token.connection_id,
-        request_hash=body_hash if report.idempotency_key is not None else None,
+        request_hash=body_hash,
         usage_date=db.to_us(report.usage_date) if report.usage_date else now,
         status=COMPLETED,
         charged=False,
